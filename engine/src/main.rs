@@ -1,0 +1,172 @@
+//! The `engine` command line. Parsing and dispatch only; the work is in `engine::app`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use engine::app;
+use engine::data::Format;
+use engine::score::Shard;
+
+/// Turns safety rules into reward-model training data.
+///
+/// Rules are sandboxed WebAssembly plugins listed (and pinned by sha256) in rules.toml.
+/// `engine score` runs every rule on every response of a preference dataset and writes
+/// scores.jsonl, resuming where an interrupted run stopped.
+#[derive(Parser)]
+#[command(name = "engine", version, about, long_about = None, after_help = "\
+Examples:
+  engine score --config rules.toml                 score the job's input with every enabled rule
+  engine score --input pairs.jsonl --shard 0/4     score one quarter of the samples
+  engine merge --out scores.jsonl shard-*.jsonl    merge shards into the file one run would write
+  engine rules list                                the enabled rules
+  engine rules verify                              check every pack's pin, ABI and imports")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score every unique (prompt, response) under every enabled rule into scores.jsonl.
+    ///
+    /// Runs in parallel and streams results in a canonical order (sample hash, then rule
+    /// id). Interrupted (even with kill -9) and run again, it resumes without redoing or
+    /// duplicating work, and the finished file equals an uninterrupted run's.
+    Score {
+        /// The job file.
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+        /// Pairs to score (overrides job.input). JSON Lines in any supported format.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+        /// Force an input format instead of detecting it per line:
+        /// pairs | unlabeled | hh-rlhf | reward-bench | multi-response.
+        #[arg(long)]
+        format: Option<Format>,
+        /// Skip malformed input lines (reporting how many) instead of stopping at the first.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Output file (default: <job.output>/scores.jsonl).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Score only shard INDEX of COUNT (by sample hash), e.g. 0/4. Merge with `engine merge`.
+        #[arg(long, value_name = "INDEX/COUNT")]
+        shard: Option<Shard>,
+        /// Worker threads (default: all cores).
+        #[arg(long, short = 'j')]
+        threads: Option<usize>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Merge score files (shards of one job) into one canonical file.
+    Merge {
+        /// The merged file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Score files to merge.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// List, verify and inspect the rules of a job.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// The enabled rules, sorted by id.
+    List {
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+    },
+    /// Check every pack's sha256 pin, ABI version and imports, and that it loads.
+    Verify {
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+    },
+    /// Everything about one rule: metadata, pack, file, hash, ABI, imports, grants, config.
+    Inspect {
+        /// The rule id (see `engine rules list`).
+        rule: String,
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Score { config, input, format, skip_invalid, out, shard, threads, quiet } => {
+            let args = app::ScoreArgs { input, format, skip_invalid, out, shard, threads, progress: !quiet };
+            let report = app::score(&config, &args)?;
+            let s = &report.summary;
+            eprintln!(
+                "scored {} samples ({} pairs{}) x {} rules in {:.1} s (+{:.1} s loading plugins): {} computed, {} resumed, {} reused",
+                s.samples,
+                report.pairs,
+                if report.skipped > 0 { format!(", {} invalid lines skipped", report.skipped) } else { String::new() },
+                s.rules,
+                s.elapsed.as_secs_f64(),
+                report.load_seconds,
+                s.computed,
+                s.resumed,
+                s.reused
+            );
+            eprintln!("  ok: {}", s.ok);
+            for (kind, count) in &s.failures {
+                eprintln!("  failed ({kind}): {count}");
+            }
+            for (rule, reason) in &s.quarantined {
+                eprintln!("  quarantined {rule}: {reason}");
+            }
+            println!("{}", report.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge { out, inputs } => {
+            let n = engine::score::merge(&inputs, &out)?;
+            eprintln!("merged {} files into {} ({n} records)", inputs.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules { command } => match command {
+            RulesCommand::List { config } => {
+                println!("{}", app::rules_list(&config)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            RulesCommand::Verify { config } => {
+                let mut failed = false;
+                for v in app::rules_verify(&config)? {
+                    match v.result {
+                        Ok(detail) => println!("ok    {} ({}): {detail}", v.pack, v.path.display()),
+                        Err(error) => {
+                            failed = true;
+                            println!("FAIL  {}: {error}", v.pack);
+                        }
+                    }
+                }
+                Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            }
+            RulesCommand::Inspect { rule, config } => {
+                println!("{}", app::rules_inspect(&config, &rule)?);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+    }
+}

@@ -1,0 +1,356 @@
+//! Scoring: every unique sample under every enabled rule, in parallel, streamed to
+//! `scores.jsonl`.
+//!
+//! The output is canonical — records sorted by sample hash, then rule id — and written
+//! chunk by chunk in that order. So a run killed at any moment (even `kill -9`) leaves a
+//! valid prefix plus at most one torn line; the rerun keeps the prefix, drops the torn
+//! line and carries on, and the finished file is byte-for-byte the file an uninterrupted
+//! run writes. Shards (`--shard i/n`, chosen by sample hash) merge into that same file.
+//!
+//! A rule that fails `quarantine_after` times in a row (in canonical order) is
+//! quarantined: its remaining evaluations are recorded as `quarantined` and not run.
+
+mod record;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+
+pub use record::{Key, Outcome, ScoreRecord, ValidPrefix, read_strict, read_valid_prefix};
+
+use crate::data::{Sample, SampleHash};
+use crate::plugin::{FailureKind, LogLevel, Registry};
+
+/// Samples per chunk: the unit of parallel work and of writing.
+const CHUNK: usize = 32;
+
+/// Which share of the samples this process scores: those whose hash is `index` modulo
+/// `count`. Shards are disjoint and cover everything, whatever the input order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    pub fn contains(&self, hash: &SampleHash) -> bool {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        u64::from_be_bytes(first) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let (i, n) = s.split_once('/').ok_or_else(|| format!("expected INDEX/COUNT such as 0/4, found {s:?}"))?;
+        let index: u32 = i.trim().parse().map_err(|_| format!("shard index {i:?} is not a number"))?;
+        let count: u32 = n.trim().parse().map_err(|_| format!("shard count {n:?} is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("shard {index}/{count}: need 0 <= INDEX < COUNT"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ScoreOptions {
+    pub out: PathBuf,
+    pub shard: Shard,
+    /// Worker threads; `None` uses every core.
+    pub threads: Option<usize>,
+    /// Consecutive failures that quarantine a rule; 0 never quarantines.
+    pub quarantine_after: u32,
+    /// Draw a progress bar on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// What a scoring run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ScoreSummary {
+    pub samples: usize,
+    pub rules: usize,
+    /// Evaluations found already done in the output file (resume).
+    pub resumed: usize,
+    /// Evaluations taken from an earlier output with a different layout.
+    pub reused: usize,
+    pub computed: usize,
+    pub ok: usize,
+    pub failures: BTreeMap<String, usize>,
+    /// Rules quarantined, with the last failure before quarantine.
+    pub quarantined: BTreeMap<String, String>,
+    pub plugin_warnings: usize,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: not a score record: {message}", path.display())]
+    Corrupt { path: PathBuf, line: usize, message: String },
+    #[error("sample {} rule {}: {} and {} disagree on the result; were they made by the same job?", key.0, key.1, first.display(), second.display())]
+    Conflict { key: Key, first: PathBuf, second: PathBuf },
+    #[error("cannot start {threads} scoring threads: {message}")]
+    Threads { threads: usize, message: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreError + '_ {
+    move |source| ScoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// Where an interrupted re-layout keeps the old records until the run completes.
+fn previous_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".prev");
+    out.with_file_name(name)
+}
+
+/// Scores `samples` under every rule of `registry` into `opts.out`, resuming whatever an
+/// earlier run of the same job left there.
+pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> {
+    let started = Instant::now();
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ScoreError::Threads { threads, message: e.to_string() })?;
+
+    // Canonical order: this shard's unique samples by hash; rules by id (registry order).
+    let mut order: Vec<(SampleHash, Arc<Sample>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for sample in samples {
+        let hash = sample.hash();
+        if opts.shard.contains(&hash) && seen.insert(hash) {
+            order.push((hash, Arc::new(sample.clone())));
+        }
+    }
+    order.sort_by(|a, b| a.0.cmp(&b.0));
+    let hexes: Vec<String> = order.iter().map(|(h, _)| h.to_hex()).collect();
+    let rules = &registry.rules;
+    let key_of = |sample: usize, rule: usize| -> Key {
+        (hexes[sample].clone(), rules[rule].meta.id.clone(), rules[rule].rule_hash.clone())
+    };
+    let total = order.len() * rules.len();
+
+    // What earlier runs left: the valid prefix of the output, plus any records parked in
+    // `.prev` by an interrupted re-layout.
+    if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let prev_path = previous_path(&opts.out);
+    let existing = read_valid_prefix(&opts.out)?;
+    let is_prefix = existing.records.len() <= total
+        && existing.records.iter().enumerate().all(|(i, r)| r.key() == key_of(i / rules.len(), i % rules.len()));
+    let mut cache: HashMap<Key, ScoreRecord> =
+        read_valid_prefix(&prev_path)?.records.into_iter().map(|r| (r.key(), r)).collect();
+    let start;
+    let done: Vec<ScoreRecord>;
+    if is_prefix {
+        start = existing.records.len();
+        done = existing.records;
+        let file = OpenOptions::new().write(true).open(&opts.out);
+        if let Ok(file) = file {
+            file.set_len(existing.bytes).map_err(io(&opts.out))?;
+        }
+    } else {
+        // Another job's layout (rules or samples changed): park its records in `.prev`,
+        // reuse those that still apply, and write the file afresh.
+        let mut parked = OpenOptions::new().create(true).append(true).open(&prev_path).map_err(io(&prev_path))?;
+        for record in &existing.records {
+            parked.write_all(record.to_line().as_bytes()).map_err(io(&prev_path))?;
+        }
+        parked.sync_all().map_err(io(&prev_path))?;
+        cache.extend(existing.records.into_iter().map(|r| (r.key(), r)));
+        std::fs::write(&opts.out, b"").map_err(io(&opts.out))?;
+        start = 0;
+        done = Vec::new();
+    }
+    let mut out = OpenOptions::new().append(true).create(true).open(&opts.out).map_err(io(&opts.out))?;
+
+    let bar = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
+    if opts.progress {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("scoring {bar:32.cyan/blue} {pos}/{len} evaluations  {per_sec}  eta {eta}  {msg}")
+            .expect("valid template"),
+    );
+    bar.set_position(start as u64);
+
+    let mut summary = ScoreSummary { samples: order.len(), rules: rules.len(), resumed: start, ..Default::default() };
+    let mut streak = vec![0u32; rules.len()];
+    let mut quarantined: Vec<Option<String>> = vec![None; rules.len()];
+    let mut warnings_shown = 0usize;
+
+    for chunk_start in (0..order.len()).step_by(CHUNK) {
+        let chunk_end = (chunk_start + CHUNK).min(order.len());
+        let first_key = chunk_start * rules.len();
+        let last_key = chunk_end * rules.len();
+        let mut records: Vec<Option<ScoreRecord>> = vec![None; last_key - first_key];
+        let mut todo: Vec<usize> = Vec::new();
+        for i in first_key..last_key {
+            let (s, r) = (i / rules.len(), i % rules.len());
+            let slot = &mut records[i - first_key];
+            if i < start {
+                *slot = Some(done[i].clone());
+            } else if let Some(hit) = cache.remove(&key_of(s, r)) {
+                summary.reused += 1;
+                *slot = Some(hit);
+            } else if let Some(reason) = &quarantined[r] {
+                let (sample, rule, rule_hash) = key_of(s, r);
+                *slot = Some(ScoreRecord {
+                    sample,
+                    rule,
+                    rule_hash,
+                    pack: registry.plugin_of(&rules[r]).name.clone(),
+                    outcome: Outcome::Error { kind: FailureKind::Quarantined, message: reason.clone() },
+                });
+            } else {
+                todo.push(i);
+            }
+        }
+
+        let computed: Vec<(usize, ScoreRecord, Vec<String>)> = pool.install(|| {
+            todo.par_iter()
+                .map(|&i| {
+                    let (s, r) = (i / rules.len(), i % rules.len());
+                    let rule = &rules[r];
+                    let plugin = registry.plugin_of(rule);
+                    let evaluation = plugin.evaluate(&rule.meta.id, &order[s].1);
+                    let warnings = evaluation
+                        .logs
+                        .iter()
+                        .filter(|l| matches!(l.level, LogLevel::Warn | LogLevel::Error))
+                        .map(|l| format!("{} ({}): {}", rule.meta.id, plugin.name, l.message))
+                        .collect();
+                    let (sample, rule_id, rule_hash) = key_of(s, r);
+                    let record = ScoreRecord {
+                        sample,
+                        rule: rule_id,
+                        rule_hash,
+                        pack: plugin.name.clone(),
+                        outcome: Outcome::from_result(evaluation.result),
+                    };
+                    bar.inc(1);
+                    (i, record, warnings)
+                })
+                .collect()
+        });
+        summary.computed += computed.len();
+        for (i, record, warnings) in computed {
+            summary.plugin_warnings += warnings.len();
+            for warning in warnings {
+                if warnings_shown < 20 {
+                    bar.suspend(|| eprintln!("warning: plugin log: {warning}"));
+                    warnings_shown += 1;
+                }
+            }
+            records[i - first_key] = Some(record);
+        }
+
+        let mut text = String::new();
+        for (offset, record) in records.iter().enumerate() {
+            let record = record.as_ref().expect("every key of the chunk is filled");
+            let i = first_key + offset;
+            let r = i % rules.len();
+            if i >= start {
+                text.push_str(&record.to_line());
+                if i >= start {
+                    bar.set_position((i + 1) as u64);
+                }
+            }
+            match record.outcome.failure_kind() {
+                None => {
+                    summary.ok += 1;
+                    streak[r] = 0;
+                }
+                Some(kind) => {
+                    *summary.failures.entry(kind.to_string()).or_default() += 1;
+                    if kind == FailureKind::Quarantined {
+                        continue;
+                    }
+                    streak[r] += 1;
+                    if opts.quarantine_after > 0 && streak[r] >= opts.quarantine_after && quarantined[r].is_none() {
+                        let Outcome::Error { message, .. } = &record.outcome else { unreachable!() };
+                        let reason = format!("quarantined after {} failures in a row; last: {kind}: {message}", streak[r]);
+                        bar.suspend(|| eprintln!("warning: rule {}: {reason}", rules[r].meta.id));
+                        quarantined[r] = Some(reason);
+                    }
+                }
+            }
+        }
+        out.write_all(text.as_bytes()).map_err(io(&opts.out))?;
+        out.flush().map_err(io(&opts.out))?;
+    }
+    out.sync_all().map_err(io(&opts.out))?;
+    bar.finish_and_clear();
+    if prev_path.exists() {
+        std::fs::remove_file(&prev_path).map_err(io(&prev_path))?;
+    }
+    for (r, reason) in quarantined.iter().enumerate() {
+        if let Some(reason) = reason {
+            summary.quarantined.insert(rules[r].meta.id.clone(), reason.clone());
+        }
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Merges score files (shards of one job) into one canonical file: sorted, each record
+/// once. Two files that disagree about the same key are an error.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize, ScoreError> {
+    let mut merged: BTreeMap<(String, String, String), (ScoreRecord, usize)> = BTreeMap::new();
+    for (source, path) in inputs.iter().enumerate() {
+        for record in read_strict(path)? {
+            let key = (record.sample.clone(), record.rule.clone(), record.rule_hash.clone());
+            match merged.get(&key) {
+                Some((existing, first)) if existing != &record => {
+                    return Err(ScoreError::Conflict { key, first: inputs[*first].clone(), second: path.clone() });
+                }
+                Some(_) => {}
+                None => {
+                    merged.insert(key, (record, source));
+                }
+            }
+        }
+    }
+    let mut text = String::new();
+    for (record, _) in merged.values() {
+        text.push_str(&record.to_line());
+    }
+    let tmp = out.with_extension("merge-tmp");
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, out).map_err(io(out))?;
+    Ok(merged.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_partition_every_hash() {
+        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
+        for bad in ["4/4", "1", "a/2", "0/0"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
+        for n in 0..200 {
+            let sample = Sample { prompt: vec![], response: format!("response {n}") };
+            let hash = sample.hash();
+            assert_eq!(shards.iter().filter(|s| s.contains(&hash)).count(), 1);
+            assert!(Shard::ALL.contains(&hash));
+        }
+    }
+}
