@@ -97,7 +97,7 @@ pub fn rules_list(config: &Path) -> Result<String, AppError> {
     let Loaded { registry, .. } = load(config)?;
     let mut text = String::new();
     let width = registry.rules.iter().map(|r| r.meta.id.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(text, "{:width$}  {:8}  {:10}  {}", "RULE", "VERSION", "PACK", "TITLE");
+    let _ = writeln!(text, "{:width$}  {:8}  {:10}  TITLE", "RULE", "VERSION", "PACK");
     for rule in &registry.rules {
         let pack = &registry.plugin_of(rule).name;
         let _ = writeln!(text, "{:width$}  {:8}  {:10}  {}", rule.meta.id, rule.meta.version, pack, rule.meta.title);

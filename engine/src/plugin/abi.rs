@@ -115,11 +115,7 @@ fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), AbiError>
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| AbiError::NotWasm(e.to_string()))?;
         match payload {
-            Payload::Version { encoding, .. } if depth == 0 => {
-                if encoding == Encoding::Module {
-                    return Err(AbiError::CoreModule);
-                }
-            }
+            Payload::Version { encoding: Encoding::Module, .. } if depth == 0 => return Err(AbiError::CoreModule),
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(reader) if depth == 0 => {

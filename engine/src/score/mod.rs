@@ -135,7 +135,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
             order.push((hash, Arc::new(sample.clone())));
         }
     }
-    order.sort_by(|a, b| a.0.cmp(&b.0));
+    order.sort_by_key(|(hash, _)| *hash);
     let hexes: Vec<String> = order.iter().map(|(h, _)| h.to_hex()).collect();
     let rules = &registry.rules;
     let key_of = |sample: usize, rule: usize| -> Key {
@@ -266,9 +266,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
             let r = i % rules.len();
             if i >= start {
                 text.push_str(&record.to_line());
-                if i >= start {
-                    bar.set_position((i + 1) as u64);
-                }
+                bar.set_position((i + 1) as u64);
             }
             match record.outcome.failure_kind() {
                 None => {
