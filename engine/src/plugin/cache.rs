@@ -49,12 +49,15 @@ pub fn load_or_compile(
         return Ok((Component::new(engine, bytes)?, false));
     };
     let path: PathBuf = dir.join(key(engine, sha256));
-    if path.exists() {
+    // Read into memory rather than `deserialize_file`: a mapped file that someone truncates
+    // while we run would crash the process with SIGBUS.
+    if let Ok(artifact) = std::fs::read(&path) {
         // SAFETY: the file was written by `Component::serialize` of this same wasmtime
         // build and configuration (both are part of the file name), into the job's cache
         // directory, which is trusted like the engine itself (see the module docs).
+        // wasmtime still checks the artifact's header and refuses a mismatched one.
         #[allow(unsafe_code)]
-        let cached = unsafe { Component::deserialize_file(engine, &path) };
+        let cached = unsafe { Component::deserialize(engine, &artifact) };
         if let Ok(component) = cached {
             return Ok((component, true));
         }
@@ -71,4 +74,19 @@ pub fn load_or_compile(
         }
     }
     Ok((component, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_names_the_file_hash_and_changes_with_code_generating_settings() {
+        let fuel = Engine::new(wasmtime::Config::new().consume_fuel(true)).unwrap();
+        let plain = Engine::new(&wasmtime::Config::new()).unwrap();
+        let sha = "ab".repeat(32);
+        assert!(key(&fuel, &sha).starts_with(&sha));
+        assert_eq!(key(&fuel, &sha), key(&Engine::new(wasmtime::Config::new().consume_fuel(true)).unwrap(), &sha));
+        assert_ne!(key(&fuel, &sha), key(&plain, &sha), "fuel-metered code must not be shared with unmetered");
+    }
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Quickstart, command 1: set everything up, then run the main job on the embedded defaults
+# (rules.toml: the bundled rule packs over the demo data in data/demo.jsonl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release -p engine
+target/release/engine rules verify --config rules.toml
+target/release/engine score --config rules.toml "$@"

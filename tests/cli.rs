@@ -1,0 +1,90 @@
+//! The command line as users meet it: help, errors that name file and line, the rule
+//! commands, and the repository's default job.
+
+use crate::util::{Pack, TempJob, core_pack, engine, example_pack, root, stderr, stdout};
+
+#[test]
+fn help_teaches_the_commands() {
+    let output = engine(&root(), &["--help"]);
+    let text = stdout(&output);
+    for needle in ["score", "merge", "rules", "Examples:", "--shard 0/4"] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+    let text = stdout(&engine(&root(), &["score", "--help"]));
+    assert!(text.contains("kill -9") && text.contains("--skip-invalid"), "{text}");
+}
+
+#[test]
+fn a_malformed_input_line_is_named_and_skip_invalid_counts_it() {
+    let job = TempJob::new(&[Pack::new("example", example_pack())], "", "");
+    job.write_pairs(3);
+    let mut text = std::fs::read_to_string(job.path("pairs.jsonl")).unwrap();
+    text.push_str("{\"id\":\"bad\",\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}],\"chosen\":7,\"rejected\":\"r\"}\n");
+    std::fs::write(job.path("pairs.jsonl"), text).unwrap();
+
+    let output = job.engine(&["score", "--quiet"]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("pairs.jsonl:4") && message.contains("\"chosen\""), "{message}");
+
+    let output = job.engine(&["score", "--quiet", "--skip-invalid"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("3 pairs, 1 invalid lines skipped"), "{message}");
+}
+
+#[test]
+fn config_errors_name_the_file_line_and_field() {
+    let job = TempJob::new(&[Pack::new("example", example_pack()).with("grants = [\"network\"]")], "", "");
+    let output = job.engine(&["rules", "list"]);
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(message.contains("rules.toml:13: pack[0].grants: \"network\" is never granted"), "{message}");
+}
+
+#[test]
+fn rules_verify_reports_every_pack_and_fails_on_a_bad_pin() {
+    let job = TempJob::new(&[Pack::new("example", example_pack()), Pack::new("core", core_pack())], "", "");
+    let output = job.engine(&["rules", "verify"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("ok    example") && text.contains("ok    core"), "{text}");
+
+    let config = std::fs::read_to_string(job.config()).unwrap();
+    let pinned = crate::util::sha256_file(&example_pack());
+    let wrong = format!("{}{}", &pinned[..63], if pinned.ends_with('0') { '1' } else { '0' });
+    std::fs::write(job.config(), config.replace(&pinned, &wrong)).unwrap();
+    let output = job.engine(&["rules", "verify"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("FAIL  example") && text.contains(&wrong) && text.contains(&pinned), "{text}");
+    assert!(text.contains("ok    core"), "the other pack is still checked: {text}");
+}
+
+#[test]
+fn rules_list_and_inspect() {
+    let job = TempJob::new(&[Pack::new("example", example_pack()).with("[pack.config]\nthreshold = 0.8")], "", "");
+    let text = stdout(&job.engine(&["rules", "list"]));
+    assert!(text.contains("no-shouting") && text.contains("1 rules from 1 packs"), "{text}");
+    let text = stdout(&job.engine(&["rules", "inspect", "no-shouting"]));
+    for needle in ["safety:rules@0.1.0", "imports      safety:rules/types@0.1.0, safety:rules/host@0.1.0", "grants       none", "threshold=0.8"] {
+        assert!(text.contains(needle), "{needle}:\n{text}");
+    }
+    let output = job.engine(&["rules", "inspect", "no-such-rule"]);
+    assert!(!output.status.success() && stderr(&output).contains("rules: no-shouting"));
+}
+
+/// The repository's own rules.toml: every bundled pack verifies against its pin and the
+/// default job scores the shipped demo data.
+#[test]
+fn the_default_job_verifies_and_scores_the_demo_data() {
+    let output = engine(&root(), &["rules", "verify"]);
+    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
+    let out = tempfile::tempdir().unwrap();
+    let scores = out.path().join("scores.jsonl");
+    let output = engine(&root(), &["score", "--quiet", "--out", scores.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let records = engine::score::read_strict(&scores).unwrap();
+    assert!(records.len() >= 96 * 8, "{}", records.len());
+    assert!(records.iter().all(|r| r.outcome.failure_kind().is_none()));
+}

@@ -1,0 +1,188 @@
+//! `engine score`: canonical output, exact resume after kill -9, shards that merge into
+//! the unsharded file, quarantine, and reuse after the rule set changes.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use engine::score::{Outcome, read_strict};
+
+use crate::util::{Pack, TempJob, core_pack, example_pack, hostile_pack, shared_data, stderr};
+
+/// The example pack plus two honest hostile-pack rules.
+fn job(extra: &str) -> TempJob {
+    let hostile_only_honest = "disable = [\"loop-forever\", \"memory-bomb\", \"panic\", \"huge-rationale\", \"nan-verdict\", \
+        \"out-of-range\", \"stack-overflow\", \"read-file\", \"read-env\", \"open-socket\", \"log-flood\", \"always-fails\", \
+        \"asks-judge\", \"traps-sometimes\"]";
+    TempJob::new(
+        &[Pack::new("example", example_pack()), Pack::new("hostile", hostile_pack()).with(hostile_only_honest)],
+        extra,
+        "",
+    )
+}
+
+fn score(job: &TempJob, args: &[&str]) -> String {
+    let mut all = vec!["score", "--quiet"];
+    all.extend_from_slice(args);
+    let output = job.engine(&all);
+    assert!(output.status.success(), "{}", stderr(&output));
+    stderr(&output)
+}
+
+fn read(job: &TempJob, name: &str) -> String {
+    std::fs::read_to_string(job.path(name)).unwrap()
+}
+
+#[test]
+fn output_is_canonical_and_a_rerun_resumes_everything() {
+    let job = job("");
+    job.write_pairs(30);
+    score(&job, &["--out", "a.jsonl"]);
+    let text = read(&job, "a.jsonl");
+    let records = read_strict(&job.path("a.jsonl")).unwrap();
+    assert_eq!(records.len(), 60 * 3, "30 pairs = 60 unique samples, 3 rules");
+    let keys: Vec<(String, String)> = records.iter().map(|r| (r.sample.clone(), r.rule.clone())).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "sorted by sample hash, then rule id");
+    let shouting = records.iter().filter(|r| r.rule == "no-shouting" && matches!(r.outcome, Outcome::Ok { score, .. } if score < 0.0));
+    assert_eq!(shouting.count(), 30, "every rejected (capitals) response violates no-shouting");
+
+    let again = score(&job, &["--out", "a.jsonl", "-j", "1"]);
+    assert!(again.contains("0 computed, 180 resumed"), "{again}");
+    assert_eq!(read(&job, "a.jsonl"), text);
+}
+
+#[test]
+fn a_torn_write_is_dropped_and_the_finished_file_is_identical() {
+    let job = job("");
+    job.write_pairs(40);
+    score(&job, &["--out", "full.jsonl"]);
+    let full = read(&job, "full.jsonl");
+    // What kill -9 in the middle of a write leaves: a prefix ending in half a line.
+    let cut = full.len() * 2 / 5 + 17;
+    std::fs::write(job.path("cut.jsonl"), &full[..cut]).unwrap();
+    let complete_lines = full[..cut].matches('\n').count();
+    let log = score(&job, &["--out", "cut.jsonl"]);
+    assert!(log.contains(&format!("{complete_lines} resumed")), "{log}");
+    assert_eq!(read(&job, "cut.jsonl"), full);
+}
+
+#[test]
+fn kill_dash_nine_midway_then_rerun_matches_an_uninterrupted_run() {
+    // `busy` burns a few million instructions per call, so the run takes long enough to
+    // be killed in the middle.
+    let job = TempJob::new(
+        &[Pack::new("hostile", hostile_pack()).with(
+            "disable = [\"loop-forever\", \"memory-bomb\", \"panic\", \"huge-rationale\", \"nan-verdict\", \"out-of-range\", \
+             \"stack-overflow\", \"read-file\", \"read-env\", \"open-socket\", \"log-flood\", \"always-fails\", \"asks-judge\", \
+             \"traps-sometimes\"]",
+        )],
+        "",
+        "",
+    );
+    job.write_pairs(150);
+    score(&job, &["--out", "reference.jsonl", "-j", "2"]);
+    let reference = read(&job, "reference.jsonl");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["score", "--quiet", "--out", "killed.jsonl", "-j", "2"])
+        .current_dir(job.dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let written = std::fs::metadata(job.path("killed.jsonl")).map(|m| m.len()).unwrap_or(0);
+        if written > 0 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let partial = read(&job, "killed.jsonl");
+    assert!(partial.len() < reference.len(), "the run was killed before it finished");
+
+    score(&job, &["--out", "killed.jsonl"]);
+    assert_eq!(read(&job, "killed.jsonl"), reference);
+}
+
+#[test]
+fn shards_merge_into_exactly_the_unsharded_file() {
+    let job = job("");
+    job.write_pairs(25);
+    score(&job, &["--out", "all.jsonl"]);
+    for i in 0..3 {
+        score(&job, &["--out", &format!("shard{i}.jsonl"), "--shard", &format!("{i}/3")]);
+    }
+    let sizes: Vec<usize> = (0..3).map(|i| read(&job, &format!("shard{i}.jsonl")).lines().count()).collect();
+    assert!(sizes.iter().all(|&n| n > 0) && sizes.iter().sum::<usize>() == 150, "{sizes:?}");
+    let output = job.engine(&["merge", "--out", "merged.jsonl", "shard2.jsonl", "shard0.jsonl", "shard1.jsonl"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(read(&job, "merged.jsonl"), read(&job, "all.jsonl"));
+
+    // A shard from another job disagrees about one record: merging refuses.
+    let first = read(&job, "shard0.jsonl").lines().next().unwrap().to_string();
+    let mut record: serde_json::Value = serde_json::from_str(&first).unwrap();
+    record["score"] = serde_json::json!(0.123);
+    std::fs::write(job.path("other.jsonl"), format!("{record}\n")).unwrap();
+    let output = job.engine(&["merge", "--out", "bad.jsonl", "shard0.jsonl", "other.jsonl"]);
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(message.contains("shard0.jsonl and other.jsonl disagree"), "{message}");
+    assert!(!job.path("bad.jsonl").exists());
+}
+
+#[test]
+fn adding_a_rule_reuses_every_earlier_result() {
+    let before = job("");
+    before.write_pairs(20);
+    score(&before, &["--out", "s.jsonl"]);
+    // Same folder, one more pack rule enabled: the layout changes, old records are reused.
+    let config = read(&before, "rules.toml").replace("\"traps-sometimes\"]", "]");
+    std::fs::write(before.path("rules.toml"), config).unwrap();
+    let log = score(&before, &["--out", "s.jsonl"]);
+    assert!(log.contains("40 computed, 0 resumed, 120 reused"), "{log}");
+    score(&before, &["--out", "fresh.jsonl"]);
+    assert_eq!(read(&before, "s.jsonl"), read(&before, "fresh.jsonl"));
+    assert!(!before.path("s.jsonl.prev").exists(), "the parked records are removed once done");
+}
+
+#[test]
+fn a_failing_rule_is_quarantined_and_the_rest_of_the_run_is_intact() {
+    let job = TempJob::new(
+        &[Pack::new("hostile", hostile_pack()).with(
+            "disable = [\"loop-forever\", \"memory-bomb\", \"panic\", \"huge-rationale\", \"nan-verdict\", \"out-of-range\", \
+             \"stack-overflow\", \"read-file\", \"read-env\", \"open-socket\", \"log-flood\", \"asks-judge\", \"busy\"]",
+        )],
+        "quarantine_after = 5",
+        "",
+    );
+    job.write_pairs(50);
+    let log = score(&job, &["--out", "s.jsonl"]);
+    assert!(log.contains("quarantined always-fails: quarantined after 5 failures in a row"), "{log}");
+    let records = read_strict(&job.path("s.jsonl")).unwrap();
+    let of = |rule: &'static str| records.iter().filter(move |r| r.rule == rule);
+    assert!(of("ok-rule").all(|r| matches!(r.outcome, Outcome::Ok { .. })));
+    assert!(of("traps-sometimes").all(|r| matches!(r.outcome, Outcome::Ok { .. })), "no response says 'trap'");
+    let quarantined = of("always-fails").filter(|r| r.outcome.failure_kind() == Some(engine::plugin::FailureKind::Quarantined));
+    assert!(quarantined.count() > 50, "most of the 100 evaluations were never run");
+}
+
+/// All bundled deterministic rules over the real HH-RLHF dev split.
+#[test]
+fn bundled_rules_score_the_real_dev_split_without_failures() {
+    let Some(dev) = shared_data("hh-harmless-dev.jsonl") else { return };
+    let job = TempJob::new(&[Pack::new("core", core_pack())], "", "");
+    let output = job.engine(&["score", "--quiet", "--input", dev.to_str().unwrap(), "--out", "s.jsonl"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let records = read_strict(&job.path("s.jsonl")).unwrap();
+    let rules: std::collections::BTreeSet<&str> = records.iter().map(|r| r.rule.as_str()).collect();
+    assert!(rules.len() >= 8, "{rules:?}");
+    assert_eq!(records.len() % rules.len(), 0);
+    let failures: Vec<_> = records.iter().filter(|r| r.outcome.failure_kind().is_some()).take(3).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    // Rules must discriminate: on real data some verdicts are relevant, some are not.
+    let relevant = records.iter().filter(|r| matches!(r.outcome, Outcome::Ok { relevance, .. } if relevance >= 0.5)).count();
+    assert!(relevant > 0 && relevant < records.len(), "{relevant}");
+}
