@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+cargo xtask test-c-pack

@@ -19,7 +19,9 @@ fn a_malformed_input_line_is_named_and_skip_invalid_counts_it() {
     let job = TempJob::new(&[Pack::new("example", example_pack())], "", "");
     job.write_pairs(3);
     let mut text = std::fs::read_to_string(job.path("pairs.jsonl")).unwrap();
-    text.push_str("{\"id\":\"bad\",\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}],\"chosen\":7,\"rejected\":\"r\"}\n");
+    text.push_str(
+        "{\"id\":\"bad\",\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}],\"chosen\":7,\"rejected\":\"r\"}\n",
+    );
     std::fs::write(job.path("pairs.jsonl"), text).unwrap();
 
     let output = job.engine(&["score", "--quiet"]);
@@ -67,7 +69,12 @@ fn rules_list_and_inspect() {
     let text = stdout(&job.engine(&["rules", "list"]));
     assert!(text.contains("no-shouting") && text.contains("1 rules from 1 packs"), "{text}");
     let text = stdout(&job.engine(&["rules", "inspect", "no-shouting"]));
-    for needle in ["safety:rules@0.1.0", "imports      safety:rules/types@0.1.0, safety:rules/host@0.1.0", "grants       none", "threshold=0.8"] {
+    for needle in [
+        "safety:rules@0.1.0",
+        "imports      safety:rules/types@0.1.0, safety:rules/host@0.1.0",
+        "grants       none",
+        "threshold=0.8",
+    ] {
         assert!(text.contains(needle), "{needle}:\n{text}");
     }
     let output = job.engine(&["rules", "inspect", "no-such-rule"]);

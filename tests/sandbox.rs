@@ -128,8 +128,14 @@ fn forbidden_imports_wrong_abi_and_missing_exports_are_refused_at_load() {
         ("imports-filesystem.wat", "imports `wasi:filesystem/preopens@0.2.0`, which is not allowed"),
         ("imports-environment.wat", "imports `wasi:cli/environment@0.2.0`, which is not allowed"),
         ("imports-socket.wat", "imports `wasi:sockets/tcp-create-socket@0.2.0`, which is not allowed"),
-        ("abi-too-old.wat", "built for ABI safety:rules@0.0.3, which is too old for this engine (supports 0.1.0 through 0.1.x)"),
-        ("abi-too-new.wat", "built for ABI safety:rules@0.2.0, which is newer than this engine supports (0.1.0 through 0.1.x)"),
+        (
+            "abi-too-old.wat",
+            "built for ABI safety:rules@0.0.3, which is too old for this engine (supports 0.1.0 through 0.1.x)",
+        ),
+        (
+            "abi-too-new.wat",
+            "built for ABI safety:rules@0.2.0, which is newer than this engine supports (0.1.0 through 0.1.x)",
+        ),
         ("missing-export.wat", "exports no `safety:rules/rule-pack` interface"),
         ("core-module.wat", "is a core WebAssembly module, not a component"),
     ];

@@ -44,7 +44,9 @@ fn output_is_canonical_and_a_rerun_resumes_everything() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "sorted by sample hash, then rule id");
-    let shouting = records.iter().filter(|r| r.rule == "no-shouting" && matches!(r.outcome, Outcome::Ok { score, .. } if score < 0.0));
+    let shouting = records
+        .iter()
+        .filter(|r| r.rule == "no-shouting" && matches!(r.outcome, Outcome::Ok { score, .. } if score < 0.0));
     assert_eq!(shouting.count(), 30, "every rejected (capitals) response violates no-shouting");
 
     let again = score(&job, &["--out", "a.jsonl", "-j", "1"]);
@@ -165,7 +167,8 @@ fn a_failing_rule_is_quarantined_and_the_rest_of_the_run_is_intact() {
     let of = |rule: &'static str| records.iter().filter(move |r| r.rule == rule);
     assert!(of("ok-rule").all(|r| matches!(r.outcome, Outcome::Ok { .. })));
     assert!(of("traps-sometimes").all(|r| matches!(r.outcome, Outcome::Ok { .. })), "no response says 'trap'");
-    let quarantined = of("always-fails").filter(|r| r.outcome.failure_kind() == Some(engine::plugin::FailureKind::Quarantined));
+    let quarantined =
+        of("always-fails").filter(|r| r.outcome.failure_kind() == Some(engine::plugin::FailureKind::Quarantined));
     assert!(quarantined.count() > 50, "most of the 100 evaluations were never run");
 }
 
@@ -183,6 +186,7 @@ fn bundled_rules_score_the_real_dev_split_without_failures() {
     let failures: Vec<_> = records.iter().filter(|r| r.outcome.failure_kind().is_some()).take(3).collect();
     assert!(failures.is_empty(), "{failures:?}");
     // Rules must discriminate: on real data some verdicts are relevant, some are not.
-    let relevant = records.iter().filter(|r| matches!(r.outcome, Outcome::Ok { relevance, .. } if relevance >= 0.5)).count();
+    let relevant =
+        records.iter().filter(|r| matches!(r.outcome, Outcome::Ok { relevance, .. } if relevance >= 0.5)).count();
     assert!(relevant > 0 && relevant < records.len(), "{relevant}");
 }

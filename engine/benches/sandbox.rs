@@ -33,9 +33,15 @@ fn spec(file: &str) -> PluginSpec {
 fn evaluate(c: &mut Criterion) {
     let runtime = Runtime::new(SandboxLimits::default(), None, None).unwrap();
     let example = runtime.load(&spec("example-rule.wasm")).unwrap();
-    let short = Arc::new(Sample { prompt: vec![Message::user("How do I boil an egg?")], response: "Simmer it for nine minutes.".into() });
+    let short = Arc::new(Sample {
+        prompt: vec![Message::user("How do I boil an egg?")],
+        response: "Simmer it for nine minutes.".into(),
+    });
     let long_text = "Here is a careful, calm answer with some detail. ".repeat(82);
-    let long = Arc::new(Sample { prompt: vec![Message::user("Explain it at length.")], response: long_text[..4096].to_string() });
+    let long = Arc::new(Sample {
+        prompt: vec![Message::user("Explain it at length.")],
+        response: long_text[..4096].to_string(),
+    });
     let mut group = c.benchmark_group("evaluate");
     group.bench_function("short", |b| b.iter(|| example.evaluate("no-shouting", &short)));
     group.bench_function("4kb", |b| b.iter(|| example.evaluate("no-shouting", &long)));
@@ -66,7 +72,13 @@ fn score_train(c: &mut Criterion) {
             b.iter(|| {
                 let out = dir.path().join(format!("s{threads}.jsonl"));
                 let _ = std::fs::remove_file(&out);
-                let opts = ScoreOptions { out, shard: Shard::ALL, threads: Some(threads), quarantine_after: 0, progress: false };
+                let opts = ScoreOptions {
+                    out,
+                    shard: Shard::ALL,
+                    threads: Some(threads),
+                    quarantine_after: 0,
+                    progress: false,
+                };
                 score(&registry, &samples, &opts).unwrap()
             })
         });

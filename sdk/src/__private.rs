@@ -17,10 +17,10 @@ pub mod bindings {
 
 pub use bindings::export;
 pub use bindings::exports::safety::rules::rule_pack::Guest;
+use bindings::safety::rules::types::Role as WitRole;
 pub use bindings::safety::rules::types::{
     RuleError as WitRuleError, RuleInfo as WitRuleInfo, Sample as WitSample, Verdict as WitVerdict,
 };
-use bindings::safety::rules::types::Role as WitRole;
 
 type Rules = Vec<Box<dyn Rule>>;
 
@@ -95,10 +95,8 @@ pub fn evaluate(build: fn() -> Rules, rule_id: String, sample: WitSample) -> Res
         response: sample.response,
     };
     with_rules(build, |rules| {
-        let rule = rules
-            .iter()
-            .find(|r| r.info().id == rule_id)
-            .ok_or_else(|| WitRuleError::UnknownRule(rule_id.clone()))?;
+        let rule =
+            rules.iter().find(|r| r.info().id == rule_id).ok_or_else(|| WitRuleError::UnknownRule(rule_id.clone()))?;
         match rule.evaluate(&sample) {
             Ok(v) => Ok(WitVerdict { score: v.score, relevance: v.relevance, rationale: v.rationale }),
             Err(RuleError::UnknownRule(m)) => Err(WitRuleError::UnknownRule(m)),

@@ -29,19 +29,12 @@ pub struct Sample {
 impl Sample {
     /// A one-question conversation, handy in tests.
     pub fn single_turn(user: &str, response: &str) -> Sample {
-        Sample {
-            prompt: vec![Message { role: Role::User, content: user.to_string() }],
-            response: response.to_string(),
-        }
+        Sample { prompt: vec![Message { role: Role::User, content: user.to_string() }], response: response.to_string() }
     }
 
     /// The last message the user wrote, or "" when there is none.
     pub fn last_user_message(&self) -> &str {
-        self.prompt
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map_or("", |m| m.content.as_str())
+        self.prompt.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str())
     }
 
     /// All prompt messages joined by newlines (every role).
