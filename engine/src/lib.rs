@@ -6,4 +6,6 @@ pub mod judge;
 pub mod plugin;
 pub mod config;
 pub mod score;
+pub mod select;
+pub mod label;
 pub mod app;
