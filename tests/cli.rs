@@ -95,3 +95,33 @@ fn the_default_job_verifies_and_scores_the_demo_data() {
     assert!(records.len() >= 96 * 8, "{}", records.len());
     assert!(records.iter().all(|r| r.outcome.failure_kind().is_none()));
 }
+
+/// score → label → explain → eval-labels on the shipped demo data.
+#[test]
+fn label_explain_and_eval_labels_on_the_demo_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let output = engine(&root(), args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        output
+    };
+    run(&["score", "--quiet", "--out", &path("scores.jsonl")]);
+    let output = run(&["label", "--scores", &path("scores.jsonl"), "--out", &path("labeled.jsonl")]);
+    let log = stderr(&output);
+    assert!(log.contains("labeled 48 pairs") && log.contains("agreement with gold"), "{log}");
+    let records = engine::app::read_labels(std::path::Path::new(&path("labeled.jsonl"))).unwrap();
+    assert_eq!(records.len(), 48);
+    let decided: Vec<_> = records.iter().filter(|r| r.label.winner().is_some()).collect();
+    assert!(decided.iter().all(|r| r.selected.len() <= 5 && r.margin > 0.0 && r.packs.contains_key("core")));
+
+    let text = stdout(&run(&["explain", "demo-20", "--labels", &path("labeled.jsonl")]));
+    assert!(text.contains("Pair demo-20: response A is preferred") && text.contains("pii-leak (core)"), "{text}");
+
+    let table = stdout(&run(&["eval-labels", "--scores", &path("scores.jsonl"), "--gold", "data/demo.jsonl"]));
+    for strategy in
+        ["max-discrepancy:k=5,lambda=0.5", "| all |", "random-k:k=5,seed=0", "relevance-only", "entropy-weighted"]
+    {
+        assert!(table.contains(strategy), "{strategy}: {table}");
+    }
+}

@@ -5,10 +5,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use crate::config::{ConfigError, Job};
 use crate::data::{self, DataError, Format, ReadOptions};
+use crate::label::{Labeler, TiePolicy};
+use crate::labeling::{self, Agreement, AuditRecord, LabelingError, ScoreTable};
 use crate::plugin::{PluginError, Registry, RegistryError, Runtime, abi};
 use crate::score::{self, ScoreError, ScoreOptions, ScoreSummary, Shard};
+use crate::select::Strategy;
 
 /// Every error a command can end with.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +28,12 @@ pub enum AppError {
     Data(#[from] DataError),
     #[error(transparent)]
     Score(#[from] ScoreError),
+    #[error(transparent)]
+    Labeling(#[from] LabelingError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: not a label record: {message}", path.display())]
+    BadRecord { path: PathBuf, line: usize, message: String },
     #[error("{0}")]
     Usage(String),
 }
@@ -138,7 +149,11 @@ pub fn rules_inspect(config: &Path, rule_id: &str) -> Result<String, AppError> {
     let Loaded { job, registry, .. } = load(config)?;
     let rule = registry.rules.iter().find(|r| r.meta.id == rule_id).ok_or_else(|| {
         let known: Vec<&str> = registry.rules.iter().map(|r| r.meta.id.as_str()).collect();
-        AppError::Usage(format!("no enabled rule {rule_id:?} in {}; rules: {}", job.config_path.display(), known.join(", ")))
+        AppError::Usage(format!(
+            "no enabled rule {rule_id:?} in {}; rules: {}",
+            job.config_path.display(),
+            known.join(", ")
+        ))
     })?;
     let plugin = registry.plugin_of(rule);
     let spec = &job.packs.iter().find(|p| p.spec.name == plugin.name).expect("every plugin comes from a pack").spec;
@@ -156,9 +171,146 @@ pub fn rules_inspect(config: &Path, rule_id: &str) -> Result<String, AppError> {
     let _ = writeln!(text, "file         {}", plugin.path.display());
     let _ = writeln!(text, "sha256       {} (pinned, verified)", plugin.sha256);
     let _ = writeln!(text, "ABI          safety:rules@{} (engine accepts {})", header.abi, abi::supported_range());
-    let _ = writeln!(text, "imports      {}", if header.imports.is_empty() { "none".into() } else { header.imports.join(", ") });
+    let _ = writeln!(
+        text,
+        "imports      {}",
+        if header.imports.is_empty() { "none".into() } else { header.imports.join(", ") }
+    );
     let _ = writeln!(text, "grants       {}", if spec.grants.judge { "judge" } else { "none" });
     let config: Vec<String> = spec.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = write!(text, "config       {}", if config.is_empty() { "none".into() } else { config.join(", ") });
     Ok(text)
+}
+
+/// Arguments of `engine label` that override rules.toml.
+#[derive(Clone, Debug, Default)]
+pub struct LabelArgs {
+    pub scores: Option<PathBuf>,
+    pub pairs: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub strategy: Option<Strategy>,
+    pub tie_policy: Option<TiePolicy>,
+}
+
+/// What `engine label` did.
+#[derive(Debug)]
+pub struct LabelReport {
+    pub out: PathBuf,
+    pub records: Vec<AuditRecord>,
+    /// Agreement with gold labels, when the pairs have them.
+    pub agreement: Option<Agreement>,
+}
+
+fn pack_hashes(job: &Job) -> BTreeMap<String, String> {
+    job.packs.iter().filter_map(|p| p.spec.sha256.clone().map(|h| (p.spec.name.clone(), h))).collect()
+}
+
+fn read_pairs_for(job: &Job, pairs: Option<&Path>) -> Result<Vec<data::Pair>, AppError> {
+    let input = pairs.map(Path::to_path_buf).or(job.input.clone()).ok_or_else(|| {
+        AppError::Usage(format!("no pairs: pass --pairs FILE or set job.input in {}", job.config_path.display()))
+    })?;
+    Ok(data::read_pairs(&input, &ReadOptions { format: job.format, skip_invalid: false })?.pairs)
+}
+
+/// `engine label`: selects rules per pair, labels it, writes one audit record per pair.
+pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
+    let job = Job::load(config)?;
+    let scores_path = args.scores.clone().unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
+    let pairs = read_pairs_for(&job, args.pairs.as_deref())?;
+    let table = ScoreTable::from_records(&score::read_strict(&scores_path)?)?;
+    let strategy = args.strategy.clone().unwrap_or(job.strategy.clone());
+    let labeler = Labeler::new(args.tie_policy.unwrap_or(job.tie_policy), crate::label::DEFAULT_EPSILON)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let records = labeling::label_pairs(&pairs, &table, &strategy, &labeler, &pack_hashes(&job))?;
+    let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("labeled.jsonl"));
+    let mut text = String::new();
+    for record in &records {
+        text.push_str(&serde_json::to_string(record).expect("audit records serialise"));
+        text.push('\n');
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| AppError::Io { path: parent.to_path_buf(), source })?;
+    }
+    let tmp = out.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, text).map_err(|source| AppError::Io { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, &out).map_err(|source| AppError::Io { path: out.clone(), source })?;
+    let agreement = records.iter().any(|r| r.gold.is_some()).then(|| labeling::agreement(&records, 0));
+    Ok(LabelReport { out, records, agreement })
+}
+
+/// Reads labeled.jsonl.
+pub fn read_labels(path: &Path) -> Result<Vec<AuditRecord>, AppError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AppError::Io { path: path.to_path_buf(), source })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| AppError::BadRecord {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `engine explain PAIR`: why a pair got its label.
+pub fn explain(labels: &Path, pair: &str) -> Result<String, AppError> {
+    let records = read_labels(labels)?;
+    let record = records.iter().find(|r| r.pair == pair).ok_or_else(|| {
+        AppError::Usage(format!("{}: no pair {pair:?} ({} pairs labeled)", labels.display(), records.len()))
+    })?;
+    Ok(labeling::explain(record))
+}
+
+/// `engine eval-labels`: agreement of rule labels with gold labels, per strategy.
+pub fn eval_labels(
+    config: &Path,
+    scores: Option<&Path>,
+    gold: &Path,
+    strategies: &[Strategy],
+    tie_policy: Option<TiePolicy>,
+) -> Result<Vec<Agreement>, AppError> {
+    let job = Job::load(config)?;
+    let scores_path = scores.map(Path::to_path_buf).unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
+    let pairs = read_pairs_for(&job, Some(gold))?;
+    if pairs.iter().all(|p| p.gold.is_none()) {
+        return Err(AppError::Usage(format!("{}: no pair has a gold label", gold.display())));
+    }
+    let table = ScoreTable::from_records(&score::read_strict(&scores_path)?)?;
+    let labeler = Labeler::new(tie_policy.unwrap_or(job.tie_policy), crate::label::DEFAULT_EPSILON)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let hashes = pack_hashes(&job);
+    strategies
+        .iter()
+        .map(|strategy| {
+            let records = labeling::label_pairs(&pairs, &table, strategy, &labeler, &hashes)?;
+            Ok(labeling::agreement(&records, 0))
+        })
+        .collect()
+}
+
+/// The agreement table as markdown.
+pub fn agreement_table(rows: &[Agreement]) -> String {
+    let mut text = String::from(
+        "| strategy | pairs | decided | accuracy | 95% CI | abstain rate | ties | rule evaluations / pair | judge calls / pair |\n\
+         |---|---:|---:|---:|---|---:|---:|---:|---:|\n",
+    );
+    for a in rows {
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {:.3} | {:.3}–{:.3} | {:.3} | {} | {:.1} | {:.1} |",
+            a.strategy,
+            a.pairs,
+            a.decided,
+            a.accuracy,
+            a.ci_low,
+            a.ci_high,
+            a.abstain_rate,
+            a.ties,
+            a.evaluations_per_pair,
+            a.judge_calls_per_pair
+        );
+    }
+    text
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use engine::app;
 use engine::data::Format;
+use engine::label::TiePolicy;
 use engine::score::Shard;
+use engine::select::Strategy;
 
 /// Turns safety rules into reward-model training data.
 ///
@@ -68,6 +70,62 @@ enum Command {
         /// Score files to merge.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
+    },
+    /// Label every pair from its rules' scores and write one audit record per pair.
+    ///
+    /// Per pair, the strategy keeps the rules where the two responses differ most
+    /// (max-discrepancy: relevance + λ·|s_A − s_B|, top k), and the summed scores of those
+    /// rules decide which response is chosen. Ties and pairs no rule can judge follow the
+    /// tie policy; B never wins by default.
+    Label {
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+        /// Scores from `engine score` (default: <job.output>/scores.jsonl).
+        #[arg(long)]
+        scores: Option<PathBuf>,
+        /// The pairs file that was scored (default: job.input).
+        #[arg(long)]
+        pairs: Option<PathBuf>,
+        /// Output (default: <job.output>/labeled.jsonl).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// NAME[:key=value,...]: max-discrepancy[:k=5,lambda=0.5] | all | random-k[:k=5,seed=0]
+        /// | relevance-only[:k=5] | entropy-weighted[:k=5] (default: [selection] in rules.toml).
+        #[arg(long)]
+        strategy: Option<Strategy>,
+        /// drop | half | fallback-all (default: [selection] in rules.toml, else drop).
+        #[arg(long)]
+        tie_policy: Option<TiePolicy>,
+    },
+    /// Explain in plain words why a pair got its label.
+    Explain {
+        /// The pair id.
+        pair: String,
+        /// The labels file (default: <job.output>/labeled.jsonl of --config).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+    },
+    /// Agreement of rule labels with gold labels, per selection strategy.
+    EvalLabels {
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+        /// Scores covering the gold file's responses (default: <job.output>/scores.jsonl).
+        #[arg(long)]
+        scores: Option<PathBuf>,
+        /// Pairs with gold preferences (e.g. our schema's chosen/rejected).
+        #[arg(long)]
+        gold: PathBuf,
+        /// Strategies to compare, comma-separated (default: max-discrepancy, all,
+        /// random-k, relevance-only, entropy-weighted).
+        #[arg(long, value_delimiter = ',')]
+        strategies: Vec<Strategy>,
+        #[arg(long)]
+        tie_policy: Option<TiePolicy>,
+        /// Also write the table as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// List, verify and inspect the rules of a job.
     Rules {
@@ -143,6 +201,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Merge { out, inputs } => {
             let n = engine::score::merge(&inputs, &out)?;
             eprintln!("merged {} files into {} ({n} records)", inputs.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Label { config, scores, pairs, out, strategy, tie_policy } => {
+            let report = app::label(&config, &app::LabelArgs { scores, pairs, out, strategy, tie_policy })?;
+            let count =
+                |f: &dyn Fn(&engine::label::Label) -> bool| report.records.iter().filter(|r| f(&r.label)).count();
+            eprintln!(
+                "labeled {} pairs: {} chosen A, {} chosen B, {} ties, {} abstained",
+                report.records.len(),
+                count(&|l| l.winner() == Some(engine::data::Pref::A)),
+                count(&|l| l.winner() == Some(engine::data::Pref::B)),
+                count(&|l| *l == engine::label::Label::Tie),
+                count(&|l| matches!(l, engine::label::Label::Abstain { .. }))
+            );
+            if let Some(a) = &report.agreement {
+                eprintln!(
+                    "agreement with gold: {:.3} (95% CI {:.3}–{:.3}) on {} decided pairs; abstain rate {:.3}",
+                    a.accuracy, a.ci_low, a.ci_high, a.decided, a.abstain_rate
+                );
+            }
+            println!("{}", report.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { pair, labels, config } => {
+            let labels = match labels {
+                Some(path) => path,
+                None => engine::config::Job::load(&config)?.output_dir.join("labeled.jsonl"),
+            };
+            println!("{}", app::explain(&labels, &pair)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EvalLabels { config, scores, gold, strategies, tie_policy, json } => {
+            let strategies = if strategies.is_empty() {
+                ["max-discrepancy", "all", "random-k", "relevance-only", "entropy-weighted"]
+                    .iter()
+                    .map(|s| s.parse().expect("default strategies parse"))
+                    .collect()
+            } else {
+                strategies
+            };
+            let rows = app::eval_labels(&config, scores.as_deref(), &gold, &strategies, tie_policy)?;
+            print!("{}", app::agreement_table(&rows));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules { command } => match command {

@@ -30,7 +30,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::data::Format;
+use crate::label::TiePolicy;
 use crate::plugin::{Grants, PluginSpec, SandboxLimits};
+use crate::select::Strategy;
 
 /// rules.toml as written.
 #[derive(Debug, Deserialize)]
@@ -42,6 +44,19 @@ pub struct RawConfig {
     pub sandbox: SandboxLimits,
     #[serde(default, rename = "pack")]
     pub packs: Vec<RawPack>,
+    #[serde(default)]
+    pub selection: RawSelection,
+}
+
+/// `[selection]`: how pairs are labeled from their rules' scores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelection {
+    /// `NAME[:key=value,...]`, e.g. `max-discrepancy:k=5,lambda=0.5` (the default),
+    /// `all`, `random-k:k=5,seed=7`, `relevance-only:k=5`, `entropy-weighted:k=5`.
+    pub strategy: Option<Spanned<String>>,
+    /// `drop` (default) | `half` | `fallback-all`.
+    pub tie_policy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +114,8 @@ pub struct Job {
     pub quarantine_after: u32,
     pub limits: SandboxLimits,
     pub packs: Vec<PackConfig>,
+    pub strategy: Strategy,
+    pub tie_policy: TiePolicy,
 }
 
 /// A configuration error, located in the file.
@@ -112,12 +129,14 @@ pub enum ConfigError {
 
 /// Capabilities a pack can ask for, and those that are never granted.
 const GRANTABLE: &[&str] = &["judge"];
-const NEVER_GRANTED: &[&str] = &["filesystem", "fs", "network", "net", "env", "environment", "clock", "clocks", "random", "randomness"];
+const NEVER_GRANTED: &[&str] =
+    &["filesystem", "fs", "network", "net", "env", "environment", "clock", "clocks", "random", "randomness"];
 
 impl Job {
     /// Reads and validates a rules.toml.
     pub fn load(path: &Path) -> Result<Job, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         Job::parse(path, &text)
     }
 
@@ -134,10 +153,7 @@ impl Job {
 
         let format = match &raw.job.format {
             None => Format::Auto,
-            Some(f) => f
-                .get_ref()
-                .parse()
-                .map_err(|e| at(Some(f.span()), format!("job.format: {e}")))?,
+            Some(f) => f.get_ref().parse().map_err(|e| at(Some(f.span()), format!("job.format: {e}")))?,
         };
         let limits = raw.sandbox;
         if limits.memory_mib == 0 || limits.fuel_per_call == 0 || limits.timeout_ms == 0 {
@@ -214,7 +230,18 @@ impl Job {
             });
         }
 
+        let strategy = match &raw.selection.strategy {
+            None => Strategy::default(),
+            Some(s) => s.get_ref().parse().map_err(|e| at(Some(s.span()), format!("selection.strategy: {e}")))?,
+        };
+        let tie_policy = match &raw.selection.tie_policy {
+            None => TiePolicy::default(),
+            Some(t) => t.get_ref().parse().map_err(|e| at(Some(t.span()), format!("selection.tie_policy: {e}")))?,
+        };
+
         Ok(Job {
+            strategy,
+            tie_policy,
             config_path: path.to_path_buf(),
             input: raw.job.input.as_ref().map(|i| resolve(i.get_ref())),
             format,
@@ -292,6 +319,18 @@ mod tests {
         assert!(err.starts_with("/jobs/rules.toml:2:") && err.contains("job.format"), "{err}");
         let err = parse("[sandbox]\nmemory_mb = 3\n").unwrap_err();
         assert!(err.contains("memory_mb"), "{err}");
+    }
+
+    #[test]
+    fn selection_defaults_to_the_papers_max_discrepancy_and_parses_overrides() {
+        let job = parse("").unwrap();
+        assert_eq!(job.strategy, Strategy::max_discrepancy(5, 0.5).unwrap());
+        assert_eq!(job.tie_policy, TiePolicy::Drop);
+        let job = parse("[selection]\nstrategy = \"random-k:k=3,seed=9\"\ntie_policy = \"half\"\n").unwrap();
+        assert_eq!(job.strategy, Strategy::random_k(3, 9).unwrap());
+        assert_eq!(job.tie_policy, TiePolicy::Half);
+        let err = parse("[selection]\nstrategy = \"max-discrepancy:k=0\"\n").unwrap_err();
+        assert!(err.starts_with("/jobs/rules.toml:2: selection.strategy"), "{err}");
     }
 
     #[test]

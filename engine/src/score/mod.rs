@@ -214,6 +214,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
                     rule,
                     rule_hash,
                     pack: registry.plugin_of(&rules[r]).name.clone(),
+                    judge_calls: 0,
                     outcome: Outcome::Error { kind: FailureKind::Quarantined, message: reason.clone() },
                 });
             } else {
@@ -240,6 +241,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
                         rule: rule_id,
                         rule_hash,
                         pack: plugin.name.clone(),
+                        judge_calls: evaluation.judge_calls,
                         outcome: Outcome::from_result(evaluation.result),
                     };
                     bar.inc(1);
@@ -281,7 +283,8 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
                     streak[r] += 1;
                     if opts.quarantine_after > 0 && streak[r] >= opts.quarantine_after && quarantined[r].is_none() {
                         let Outcome::Error { message, .. } = &record.outcome else { unreachable!() };
-                        let reason = format!("quarantined after {} failures in a row; last: {kind}: {message}", streak[r]);
+                        let reason =
+                            format!("quarantined after {} failures in a row; last: {kind}: {message}", streak[r]);
                         bar.suspend(|| eprintln!("warning: rule {}: {reason}", rules[r].meta.id));
                         quarantined[r] = Some(reason);
                     }

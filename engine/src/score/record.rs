@@ -19,8 +19,15 @@ pub struct ScoreRecord {
     /// See [`crate::plugin::ActiveRule::rule_hash`].
     pub rule_hash: String,
     pub pack: String,
+    /// Judge calls the evaluation made (omitted when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub judge_calls: u32,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -146,6 +153,7 @@ mod tests {
             rule: rule.into(),
             rule_hash: "00".into(),
             pack: "core".into(),
+            judge_calls: 0,
             outcome: Outcome::Ok { score: 0.1, relevance: 1.0, rationale: None },
         }
     }
@@ -157,10 +165,8 @@ mod tests {
             line,
             "{\"sample\":\"ab\",\"rule\":\"r\",\"rule_hash\":\"00\",\"pack\":\"core\",\"status\":\"ok\",\"score\":0.1,\"relevance\":1.0}\n"
         );
-        let failed = ScoreRecord {
-            outcome: Outcome::Error { kind: FailureKind::OutOfMemory, message: "m".into() },
-            ..ok("r")
-        };
+        let failed =
+            ScoreRecord { outcome: Outcome::Error { kind: FailureKind::OutOfMemory, message: "m".into() }, ..ok("r") };
         let back: ScoreRecord = serde_json::from_str(&failed.to_line()).unwrap();
         assert_eq!(back, failed);
         assert!(failed.to_line().contains("\"status\":\"error\",\"kind\":\"out-of-memory\""));
