@@ -37,7 +37,7 @@ fn evaluate(c: &mut Criterion) {
         prompt: vec![Message::user("How do I boil an egg?")],
         response: "Simmer it for nine minutes.".into(),
     });
-    let long_text = "Here is a careful, calm answer with some detail. ".repeat(82);
+    let long_text = "Here is a careful, calm answer with some detail. ".repeat(90);
     let long = Arc::new(Sample {
         prompt: vec![Message::user("Explain it at length.")],
         response: long_text[..4096].to_string(),

@@ -31,11 +31,7 @@ pub enum DataError {
     },
     /// A line is not a valid row (and `skip_invalid` was off).
     #[error("{file}:{line}: {error}")]
-    Line {
-        file: String,
-        line: usize,
-        error: LineError,
-    },
+    Line { file: String, line: usize, error: LineError },
 }
 
 impl DataError {
@@ -69,11 +65,7 @@ pub enum LineError {
     Missing { field: String },
 
     #[error("field \"{field}\": expected {expected}, found {found}")]
-    WrongType {
-        field: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { field: String, expected: &'static str, found: &'static str },
 
     #[error("unknown role \"{role}\" in {field} (expected \"system\", \"user\" or \"assistant\")")]
     UnknownRole { field: String, role: String },
@@ -88,9 +80,7 @@ pub enum LineError {
     #[error("field \"{field}\": not an HH-RLHF transcript: {reason}")]
     Transcript { field: String, reason: String },
 
-    #[error(
-        "fields \"chosen\" and \"rejected\": the conversations before the final Assistant turn differ"
-    )]
+    #[error("fields \"chosen\" and \"rejected\": the conversations before the final Assistant turn differ")]
     PromptsDiffer,
 
     #[error("field \"responses\": expected at least 2 responses, found {found}")]
@@ -102,11 +92,7 @@ pub enum LineError {
     /// The format was forced and the line did not fit it; `detected` is what the
     /// line looks like instead.
     #[error("does not fit the forced format {forced} (it looks like {detected}): {error}")]
-    WrongFormat {
-        forced: Format,
-        detected: Format,
-        error: Box<LineError>,
-    },
+    WrongFormat { forced: Format, detected: Format, error: Box<LineError> },
 }
 
 /// Shows field names as `"a", "b"`, or `none` for an empty object.

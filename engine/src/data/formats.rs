@@ -56,14 +56,8 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order of the command-line help.
-    pub const ALL: [Format; 6] = [
-        Format::Auto,
-        Format::Pairs,
-        Format::Unlabeled,
-        Format::HhRlhf,
-        Format::RewardBench,
-        Format::MultiResponse,
-    ];
+    pub const ALL: [Format; 6] =
+        [Format::Auto, Format::Pairs, Format::Unlabeled, Format::HhRlhf, Format::RewardBench, Format::MultiResponse];
 
     /// The kebab-case name used on the command line and in config files.
     pub fn name(self) -> &'static str {
@@ -102,31 +96,16 @@ impl Format {
     pub(crate) fn parse_row(self, row: &Row, default_id: &str) -> Result<Vec<Pair>, LineError> {
         let id = json::optional_id(row)?.unwrap_or(default_id).to_owned();
         let subset = json::optional_string(row, "subset")?.map(str::to_owned);
-        let labeled = |prompt, a, b| Pair {
-            id: id.clone(),
-            prompt,
-            a,
-            b,
-            gold: Some(Pref::A),
-            subset: subset.clone(),
-        };
+        let labeled = |prompt, a, b| Pair { id: id.clone(), prompt, a, b, gold: Some(Pref::A), subset: subset.clone() };
         match self {
             Format::Auto => Format::detect(row)?.parse_row(row, default_id),
             Format::Pairs => {
                 let prompt = json::prompt_list(row)?;
-                Ok(vec![labeled(
-                    prompt,
-                    json::response(row, "chosen")?,
-                    json::response(row, "rejected")?,
-                )])
+                Ok(vec![labeled(prompt, json::response(row, "chosen")?, json::response(row, "rejected")?)])
             }
             Format::RewardBench => {
                 let prompt = json::prompt_text(row)?;
-                Ok(vec![labeled(
-                    prompt,
-                    json::response(row, "chosen")?,
-                    json::response(row, "rejected")?,
-                )])
+                Ok(vec![labeled(prompt, json::response(row, "chosen")?, json::response(row, "rejected")?)])
             }
             Format::HhRlhf => {
                 let chosen = transcript::parse(json::string(row, "chosen")?, "chosen")?;
@@ -134,24 +113,13 @@ impl Format {
                 if chosen.prompt != rejected.prompt {
                     return Err(LineError::PromptsDiffer);
                 }
-                Ok(vec![labeled(
-                    chosen.prompt,
-                    chosen.response,
-                    rejected.response,
-                )])
+                Ok(vec![labeled(chosen.prompt, chosen.response, rejected.response)])
             }
             Format::Unlabeled => {
                 let prompt = json::prompt_any(row)?;
                 let a = json::response(row, "response_a")?;
                 let b = json::response(row, "response_b")?;
-                Ok(vec![Pair {
-                    id,
-                    prompt,
-                    a,
-                    b,
-                    gold: None,
-                    subset,
-                }])
+                Ok(vec![Pair { id, prompt, a, b, gold: None, subset }])
             }
             Format::MultiResponse => {
                 let prompt = json::prompt_any(row)?;
@@ -198,9 +166,7 @@ fn multi_responses(row: &Row) -> Result<Vec<String>, LineError> {
         })
         .collect::<Result<Vec<_>, LineError>>()?;
     if responses.len() < 2 {
-        return Err(LineError::TooFewResponses {
-            found: responses.len(),
-        });
+        return Err(LineError::TooFewResponses { found: responses.len() });
     }
     Ok(responses)
 }
@@ -213,19 +179,14 @@ impl fmt::Display for Format {
 
 /// A format name that is not one of [`Format::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown format \"{0}\" (expected one of: auto, pairs, unlabeled, hh-rlhf, reward-bench, multi-response)"
-)]
+#[error("unknown format \"{0}\" (expected one of: auto, pairs, unlabeled, hh-rlhf, reward-bench, multi-response)")]
 pub struct UnknownFormatName(String);
 
 impl FromStr for Format {
     type Err = UnknownFormatName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| UnknownFormatName(s.to_owned()))
+        Format::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| UnknownFormatName(s.to_owned()))
     }
 }
 
@@ -242,30 +203,18 @@ mod tests {
     fn names_round_trip_through_fromstr_display_and_serde() {
         for format in Format::ALL {
             assert_eq!(format.to_string().parse::<Format>(), Ok(format));
-            assert_eq!(
-                serde_json::to_string(&format).unwrap(),
-                format!("\"{format}\"")
-            );
+            assert_eq!(serde_json::to_string(&format).unwrap(), format!("\"{format}\""));
         }
         assert_eq!("hh-rlhf".parse(), Ok(Format::HhRlhf));
         let err = "HH".parse::<Format>().unwrap_err().to_string();
-        assert!(
-            err.starts_with("unknown format \"HH\" (expected one of: auto, pairs,"),
-            "{err}"
-        );
+        assert!(err.starts_with("unknown format \"HH\" (expected one of: auto, pairs,"), "{err}");
     }
 
     #[test]
     fn detection_follows_the_documented_order() {
         let cases = [
-            (
-                json!({"prompt": "p", "responses": [], "chosen": "c"}),
-                Format::MultiResponse,
-            ),
-            (
-                json!({"prompt": "p", "response_a": "a", "chosen": "c"}),
-                Format::Unlabeled,
-            ),
+            (json!({"prompt": "p", "responses": [], "chosen": "c"}), Format::MultiResponse),
+            (json!({"prompt": "p", "response_a": "a", "chosen": "c"}), Format::Unlabeled),
             (json!({"response_b": "b"}), Format::Unlabeled),
             (json!({"chosen": "c", "rejected": "r"}), Format::HhRlhf),
             (json!({"prompt": "p", "chosen": "c"}), Format::RewardBench),
@@ -291,12 +240,7 @@ mod tests {
 
     #[test]
     fn multi_response_needs_two_non_blank_strings() {
-        let parse = |value: Value| {
-            Format::MultiResponse
-                .parse_row(&row(value), "f:1")
-                .unwrap_err()
-                .to_string()
-        };
+        let parse = |value: Value| Format::MultiResponse.parse_row(&row(value), "f:1").unwrap_err().to_string();
         assert_eq!(
             parse(json!({"prompt": "p", "responses": ["x"]})),
             "field \"responses\": expected at least 2 responses, found 1"
@@ -309,9 +253,6 @@ mod tests {
             parse(json!({"prompt": "p", "responses": ["x", 2]})),
             "field \"responses[1]\": expected a string, found a number"
         );
-        assert_eq!(
-            parse(json!({"prompt": "p", "responses": ["x", ""]})),
-            "field \"responses[1]\": must not be empty"
-        );
+        assert_eq!(parse(json!({"prompt": "p", "responses": ["x", ""]})), "field \"responses[1]\": must not be empty");
     }
 }

@@ -92,8 +92,7 @@ impl FromStr for SampleHash {
     type Err = ParseSampleHashError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let well_formed =
-            s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let well_formed = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         let mut digest = [0u8; 32];
         if !well_formed || hex::decode_to_slice(s, &mut digest).is_err() {
             return Err(ParseSampleHashError(s.to_owned()));
@@ -122,10 +121,7 @@ mod tests {
 
     fn sample(prompt: &[(Role, &str)], response: &str) -> Sample {
         Sample {
-            prompt: prompt
-                .iter()
-                .map(|&(role, text)| Message::new(role, text))
-                .collect(),
+            prompt: prompt.iter().map(|&(role, text)| Message::new(role, text)).collect(),
             response: response.to_owned(),
         }
     }
@@ -135,18 +131,10 @@ mod tests {
     #[test]
     fn golden_value_is_stable() {
         let s = sample(
-            &[
-                (Role::System, "Be kind."),
-                (Role::User, "Hi there"),
-                (Role::Assistant, "Hello!"),
-                (Role::User, "Bye"),
-            ],
+            &[(Role::System, "Be kind."), (Role::User, "Hi there"), (Role::Assistant, "Hello!"), (Role::User, "Bye")],
             "Goodbye, take care.",
         );
-        assert_eq!(
-            s.hash().to_string(),
-            "25e4e6f293856200b06ccb87bb8ce94ddfb44f2b9b4ce3790fb2ee239c6d43a9"
-        );
+        assert_eq!(s.hash().to_string(), "25e4e6f293856200b06ccb87bb8ce94ddfb44f2b9b4ce3790fb2ee239c6d43a9");
     }
 
     #[test]
@@ -187,25 +175,18 @@ mod tests {
         let upper = "AB".repeat(32);
         for bad in ["", "abc", upper.as_str(), &"g".repeat(64), &"a".repeat(66)] {
             let err = bad.parse::<SampleHash>().unwrap_err();
-            assert!(
-                err.to_string().contains("expected 64 lowercase hex digits"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("expected 64 lowercase hex digits"), "{err}");
         }
         assert!(serde_json::from_str::<SampleHash>("\"00\"").is_err());
     }
 
     #[test]
     fn order_matches_hex_order() {
-        let mut hashes: Vec<SampleHash> = (0..20)
-            .map(|i| sample(&[(Role::User, "q")], &i.to_string()).hash())
-            .collect();
+        let mut hashes: Vec<SampleHash> =
+            (0..20).map(|i| sample(&[(Role::User, "q")], &i.to_string()).hash()).collect();
         let mut hexes: Vec<String> = hashes.iter().map(SampleHash::to_hex).collect();
         hashes.sort();
         hexes.sort();
-        assert_eq!(
-            hashes.iter().map(SampleHash::to_hex).collect::<Vec<_>>(),
-            hexes
-        );
+        assert_eq!(hashes.iter().map(SampleHash::to_hex).collect::<Vec<_>>(), hexes);
     }
 }

@@ -20,23 +20,15 @@ pub(crate) fn kind(value: &Value) -> &'static str {
 }
 
 fn missing(field: &str) -> LineError {
-    LineError::Missing {
-        field: field.to_owned(),
-    }
+    LineError::Missing { field: field.to_owned() }
 }
 
 fn wrong_type(field: &str, expected: &'static str, found: &Value) -> LineError {
-    LineError::WrongType {
-        field: field.to_owned(),
-        expected,
-        found: kind(found),
-    }
+    LineError::WrongType { field: field.to_owned(), expected, found: kind(found) }
 }
 
 fn empty(field: &str) -> LineError {
-    LineError::Empty {
-        field: field.to_owned(),
-    }
+    LineError::Empty { field: field.to_owned() }
 }
 
 /// A required field.
@@ -47,9 +39,7 @@ pub(crate) fn field<'a>(row: &'a Row, name: &str) -> Result<&'a Value, LineError
 /// A required string field.
 pub(crate) fn string<'a>(row: &'a Row, name: &str) -> Result<&'a str, LineError> {
     let value = field(row, name)?;
-    value
-        .as_str()
-        .ok_or_else(|| wrong_type(name, "a string", value))
+    value.as_str().ok_or_else(|| wrong_type(name, "a string", value))
 }
 
 /// An optional string field; `null` counts as absent.
@@ -72,11 +62,7 @@ pub(crate) fn optional_id(row: &Row) -> Result<Option<&str>, LineError> {
 
 /// Checks that a response (or a message's content) has some non-whitespace text.
 pub(crate) fn non_blank(text: &str, field: &str) -> Result<(), LineError> {
-    if text.trim().is_empty() {
-        Err(empty(field))
-    } else {
-        Ok(())
-    }
+    if text.trim().is_empty() { Err(empty(field)) } else { Ok(()) }
 }
 
 /// A required response field: a string with some non-whitespace text.
@@ -91,10 +77,7 @@ pub(crate) fn response(row: &Row, name: &str) -> Result<String, LineError> {
 pub(crate) fn check_prompt(prompt: &[Message], field: &str) -> Result<(), LineError> {
     match prompt.last() {
         Some(message) if message.role == Role::User => Ok(()),
-        last => Err(LineError::PromptEnd {
-            field: field.to_owned(),
-            last: last.map(|m| m.role),
-        }),
+        last => Err(LineError::PromptEnd { field: field.to_owned(), last: last.map(|m| m.role) }),
     }
 }
 
@@ -118,9 +101,7 @@ pub(crate) fn prompt_from_list(items: &[Value], field: &str) -> Result<Vec<Messa
 /// The `prompt` field as a list of messages (our schema).
 pub(crate) fn prompt_list(row: &Row) -> Result<Vec<Message>, LineError> {
     let value = field(row, "prompt")?;
-    let items = value
-        .as_array()
-        .ok_or_else(|| wrong_type("prompt", "a list of messages", value))?;
+    let items = value.as_array().ok_or_else(|| wrong_type("prompt", "a list of messages", value))?;
     prompt_from_list(items, "prompt")
 }
 
@@ -134,28 +115,19 @@ pub(crate) fn prompt_any(row: &Row) -> Result<Vec<Message>, LineError> {
     match field(row, "prompt")? {
         Value::String(text) => prompt_from_text(text, "prompt"),
         Value::Array(items) => prompt_from_list(items, "prompt"),
-        other => Err(wrong_type(
-            "prompt",
-            "a string or a list of messages",
-            other,
-        )),
+        other => Err(wrong_type("prompt", "a string or a list of messages", other)),
     }
 }
 
 /// One `{"role", "content"}` object; `path` is its position, e.g. `prompt[2]`.
 fn message(value: &Value, path: &str) -> Result<Message, LineError> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| wrong_type(path, "an object with \"role\" and \"content\"", value))?;
+    let object = value.as_object().ok_or_else(|| wrong_type(path, "an object with \"role\" and \"content\"", value))?;
     let role_path = format!("{path}.role");
     let content_path = format!("{path}.content");
     let role = match object.get("role") {
         None => return Err(missing(&role_path)),
         Some(Value::String(name)) => {
-            Role::from_name(name).ok_or_else(|| LineError::UnknownRole {
-                field: role_path,
-                role: name.clone(),
-            })?
+            Role::from_name(name).ok_or_else(|| LineError::UnknownRole { field: role_path, role: name.clone() })?
         }
         Some(other) => return Err(wrong_type(&role_path, "a string", other)),
     };
@@ -191,40 +163,24 @@ mod tests {
         let r = row(json!({"prompt": [{"content": "a"}]}));
         assert_eq!(err(prompt_list(&r)), "missing field \"prompt[0].role\"");
         let r = row(json!({"prompt": [{"role": "user", "content": false}]}));
-        assert_eq!(
-            err(prompt_list(&r)),
-            "field \"prompt[0].content\": expected a string, found a boolean"
-        );
+        assert_eq!(err(prompt_list(&r)), "field \"prompt[0].content\": expected a string, found a boolean");
         let r = row(json!({"prompt": [{"role": "user", "content": "  "}]}));
-        assert_eq!(
-            err(prompt_list(&r)),
-            "field \"prompt[0].content\": must not be empty"
-        );
+        assert_eq!(err(prompt_list(&r)), "field \"prompt[0].content\": must not be empty");
     }
 
     #[test]
     fn prompt_any_accepts_text_or_list() {
         let text = prompt_any(&row(json!({"prompt": "hi"}))).unwrap();
-        let list =
-            prompt_any(&row(json!({"prompt": [{"role": "user", "content": "hi"}]}))).unwrap();
+        let list = prompt_any(&row(json!({"prompt": [{"role": "user", "content": "hi"}]}))).unwrap();
         assert_eq!(text, list);
         let r = row(json!({"prompt": {"role": "user"}}));
-        assert_eq!(
-            err(prompt_any(&r)),
-            "field \"prompt\": expected a string or a list of messages, found an object"
-        );
+        assert_eq!(err(prompt_any(&r)), "field \"prompt\": expected a string or a list of messages, found an object");
     }
 
     #[test]
     fn optional_fields_treat_null_as_absent() {
-        assert_eq!(
-            optional_string(&row(json!({"subset": null})), "subset"),
-            Ok(None)
-        );
-        assert_eq!(
-            optional_id(&row(json!({"id": " "}))),
-            Err(LineError::Empty { field: "id".into() })
-        );
+        assert_eq!(optional_string(&row(json!({"subset": null})), "subset"), Ok(None));
+        assert_eq!(optional_id(&row(json!({"id": " "}))), Err(LineError::Empty { field: "id".into() }));
         assert_eq!(
             optional_id(&row(json!({"id": 3}))).unwrap_err().to_string(),
             "field \"id\": expected a string, found a number"

@@ -98,10 +98,7 @@ pub struct Message {
 impl Message {
     /// A message from `role` with the given text.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Message {
-            role,
-            content: content.into(),
-        }
+        Message { role, content: content.into() }
     }
 
     /// A user message.
@@ -163,10 +160,7 @@ impl Pair {
 
     /// The sample made of the prompt and the response on side `which`.
     pub fn sample(&self, which: Pref) -> Sample {
-        Sample {
-            prompt: self.prompt.clone(),
-            response: self.response(which).to_owned(),
-        }
+        Sample { prompt: self.prompt.clone(), response: self.response(which).to_owned() }
     }
 }
 
@@ -213,9 +207,6 @@ mod tests {
         assert_eq!(pair.sample(Pref::A).response, "first");
         assert_eq!(Pref::A.other(), Pref::B);
         let json = serde_json::to_string(&pair).unwrap();
-        assert!(
-            json.contains(r#""gold":"a""#) && !json.contains("subset"),
-            "{json}"
-        );
+        assert!(json.contains(r#""gold":"a""#) && !json.contains("subset"), "{json}");
     }
 }

@@ -112,10 +112,7 @@ impl fmt::Display for FormatCounts {
 /// Reads the pairs in a JSON Lines file; see [`read_pairs_from`].
 pub fn read_pairs(path: &Path, opts: &ReadOptions) -> Result<ReadReport, DataError> {
     let name = path.display().to_string();
-    let file = File::open(path).map_err(|source| DataError::Open {
-        file: name.clone(),
-        source,
-    })?;
+    let file = File::open(path).map_err(|source| DataError::Open { file: name.clone(), source })?;
     read_pairs_from(BufReader::new(file), &name, opts)
 }
 
@@ -132,14 +129,8 @@ pub fn read_pairs_from(
     source_name: &str,
     opts: &ReadOptions,
 ) -> Result<ReadReport, DataError> {
-    let stem = Path::new(source_name)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or(source_name);
-    let mut report = ReadReport {
-        source: source_name.to_owned(),
-        ..ReadReport::default()
-    };
+    let stem = Path::new(source_name).file_stem().and_then(|s| s.to_str()).unwrap_or(source_name);
+    let mut report = ReadReport { source: source_name.to_owned(), ..ReadReport::default() };
     let mut first_line_of_id: HashMap<String, usize> = HashMap::new();
     let mut buf = Vec::new();
     let mut line = 0;
@@ -151,11 +142,7 @@ pub fn read_pairs_from(
             Ok(0) => break,
             Ok(_) => {}
             Err(source) => {
-                return Err(DataError::Read {
-                    file: source_name.to_owned(),
-                    line,
-                    source,
-                });
+                return Err(DataError::Read { file: source_name.to_owned(), line, source });
             }
         }
         let parsed = parse_line(&buf, line, stem, opts.format).and_then(|parsed| {
@@ -174,18 +161,10 @@ pub fn read_pairs_from(
                 report.pairs.extend(pairs);
             }
             Err(reason) if opts.skip_invalid => {
-                report.skipped.push(Skipped {
-                    file: source_name.to_owned(),
-                    line,
-                    reason,
-                });
+                report.skipped.push(Skipped { file: source_name.to_owned(), line, reason });
             }
             Err(error) => {
-                return Err(DataError::Line {
-                    file: source_name.to_owned(),
-                    line,
-                    error,
-                });
+                return Err(DataError::Line { file: source_name.to_owned(), line, error });
             }
         }
     }
@@ -193,12 +172,7 @@ pub fn read_pairs_from(
 }
 
 /// Parses one line: `None` for a blank line, otherwise its format and pairs.
-fn parse_line(
-    bytes: &[u8],
-    line: usize,
-    stem: &str,
-    format: Format,
-) -> Result<Option<(Format, Vec<Pair>)>, LineError> {
+fn parse_line(bytes: &[u8], line: usize, stem: &str, format: Format) -> Result<Option<(Format, Vec<Pair>)>, LineError> {
     let mut text = std::str::from_utf8(bytes).map_err(|_| LineError::NotUtf8)?;
     if line == 1 {
         text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -209,9 +183,7 @@ fn parse_line(
     let row: Row = match serde_json::from_str(text).map_err(json_error)? {
         Value::Object(row) => row,
         other => {
-            return Err(LineError::NotAnObject {
-                found: kind(&other),
-            });
+            return Err(LineError::NotAnObject { found: kind(&other) });
         }
     };
     let default_id = format!("{stem}:{line}");
@@ -219,33 +191,22 @@ fn parse_line(
         Format::Auto => Format::detect(&row)?,
         forced => forced,
     };
-    format
-        .parse_row(&row, &default_id)
-        .map(|pairs| Some((format, pairs)))
-        .map_err(|error| {
-            match Format::detect(&row) {
-                // Only a forced format can disagree with detection: say what the line looks like.
-                Ok(detected) if detected != format => LineError::WrongFormat {
-                    forced: format,
-                    detected,
-                    error: Box::new(error),
-                },
-                _ => error,
+    format.parse_row(&row, &default_id).map(|pairs| Some((format, pairs))).map_err(|error| {
+        match Format::detect(&row) {
+            // Only a forced format can disagree with detection: say what the line looks like.
+            Ok(detected) if detected != format => {
+                LineError::WrongFormat { forced: format, detected, error: Box::new(error) }
             }
-        })
+            _ => error,
+        }
+    })
 }
 
 /// Fails if one of the pairs reuses an id from an earlier line.
-fn check_unique(
-    pairs: &[Pair],
-    first_line_of_id: &HashMap<String, usize>,
-) -> Result<(), LineError> {
+fn check_unique(pairs: &[Pair], first_line_of_id: &HashMap<String, usize>) -> Result<(), LineError> {
     for pair in pairs {
         if let Some(&first_line) = first_line_of_id.get(&pair.id) {
-            return Err(LineError::DuplicateId {
-                id: pair.id.clone(),
-                first_line,
-            });
+            return Err(LineError::DuplicateId { id: pair.id.clone(), first_line });
         }
     }
     Ok(())
@@ -269,14 +230,7 @@ mod tests {
     const FILE: &str = "data/x.jsonl";
 
     fn read_with(text: &str, format: Format, skip_invalid: bool) -> Result<ReadReport, DataError> {
-        read_pairs_from(
-            text.as_bytes(),
-            FILE,
-            &ReadOptions {
-                format,
-                skip_invalid,
-            },
-        )
+        read_pairs_from(text.as_bytes(), FILE, &ReadOptions { format, skip_invalid })
     }
 
     fn read(text: &str) -> ReadReport {
@@ -284,9 +238,7 @@ mod tests {
     }
 
     fn error(text: &str) -> String {
-        read_with(text, Format::Auto, false)
-            .unwrap_err()
-            .to_string()
+        read_with(text, Format::Auto, false).unwrap_err().to_string()
     }
 
     fn lines(rows: &[&str]) -> String {
@@ -300,10 +252,7 @@ mod tests {
         let report = read(PAIRS_ROW);
         let pair = &report.pairs[0];
         assert_eq!(pair.id, "p1");
-        assert_eq!(
-            pair.prompt,
-            [Message::new(Role::System, "Be brief."), Message::user("Hi")]
-        );
+        assert_eq!(pair.prompt, [Message::new(Role::System, "Be brief."), Message::user("Hi")]);
         assert_eq!((pair.a.as_str(), pair.b.as_str()), ("Hello.", "What?"));
         assert_eq!(pair.gold, Some(Pref::A));
         assert_eq!(pair.subset, None);
@@ -316,16 +265,11 @@ mod tests {
             r#"{"prompt": "Hi", "response_a": "Hello.", "response_b": "Hey."}"#,
             r#"{"id": "u2", "prompt": [{"role": "user", "content": "Hi"}], "response_a": "A", "response_b": "B"}"#,
         ]));
-        let [first, second] = &report.pairs[..] else {
-            panic!("{:?}", report.pairs)
-        };
+        let [first, second] = &report.pairs[..] else { panic!("{:?}", report.pairs) };
         assert_eq!(first.id, "x:1");
         assert_eq!(first.prompt, [Message::user("Hi")]);
         assert_eq!(first.prompt, second.prompt);
-        assert_eq!(
-            (first.a.as_str(), first.b.as_str(), first.gold),
-            ("Hello.", "Hey.", None)
-        );
+        assert_eq!((first.a.as_str(), first.b.as_str(), first.gold), ("Hello.", "Hey.", None));
         assert_eq!(second.id, "u2");
         assert_eq!(report.format_counts.unlabeled, 2);
     }
@@ -341,16 +285,9 @@ mod tests {
         assert_eq!(pair.id, "x:1");
         assert_eq!(
             pair.prompt,
-            [
-                Message::user("Can you help?"),
-                Message::assistant("Sure."),
-                Message::user("Thanks!")
-            ]
+            [Message::user("Can you help?"), Message::assistant("Sure."), Message::user("Thanks!")]
         );
-        assert_eq!(
-            (pair.a.as_str(), pair.b.as_str(), pair.gold),
-            ("You're welcome.", "Whatever.", Some(Pref::A))
-        );
+        assert_eq!((pair.a.as_str(), pair.b.as_str(), pair.gold), ("You're welcome.", "Whatever.", Some(Pref::A)));
         assert_eq!(report.format_counts.hh_rlhf, 1);
     }
 
@@ -364,8 +301,7 @@ mod tests {
             error(&row.to_string()),
             "data/x.jsonl:1: fields \"chosen\" and \"rejected\": the conversations before the final Assistant turn differ"
         );
-        let row =
-            serde_json::json!({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello.", "rejected": "Hey."});
+        let row = serde_json::json!({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello.", "rejected": "Hey."});
         assert_eq!(
             error(&row.to_string()),
             "data/x.jsonl:1: field \"rejected\": not an HH-RLHF transcript: no \"\\n\\nHuman: \" or \"\\n\\nAssistant: \" turn markers"
@@ -378,17 +314,12 @@ mod tests {
             r#"{"prompt": "How do I pick a lock?", "chosen": "I can't help with that.", "rejected": "Step 1...", "subset": "refusals-dangerous", "id": "rb-7"}"#,
             r#"{"prompt": "Hi", "chosen": "Hello.", "rejected": "No."}"#,
         ]));
-        let [first, second] = &report.pairs[..] else {
-            panic!("{:?}", report.pairs)
-        };
+        let [first, second] = &report.pairs[..] else { panic!("{:?}", report.pairs) };
         assert_eq!(first.id, "rb-7");
         assert_eq!(first.prompt, [Message::user("How do I pick a lock?")]);
         assert_eq!(first.subset.as_deref(), Some("refusals-dangerous"));
         assert_eq!(first.gold, Some(Pref::A));
-        assert_eq!(
-            (second.id.as_str(), second.subset.as_deref()),
-            ("x:2", None)
-        );
+        assert_eq!((second.id.as_str(), second.subset.as_deref()), ("x:2", None));
         assert_eq!(report.format_counts.reward_bench, 2);
     }
 
@@ -398,11 +329,8 @@ mod tests {
             r#"{"id": "m", "prompt": "Q", "responses": ["r0", "r1", "r2", "r3"]}"#,
             r#"{"prompt": [{"role": "user", "content": "Q2"}], "responses": ["s0", "s1"]}"#,
         ]));
-        let got: Vec<(&str, &str, &str)> = report
-            .pairs
-            .iter()
-            .map(|p| (p.id.as_str(), p.a.as_str(), p.b.as_str()))
-            .collect();
+        let got: Vec<(&str, &str, &str)> =
+            report.pairs.iter().map(|p| (p.id.as_str(), p.a.as_str(), p.b.as_str())).collect();
         assert_eq!(
             got,
             [
@@ -435,18 +363,14 @@ mod tests {
             [5, 1, 1, 1, 1, 1],
             "auto, pairs, unlabeled, hh-rlhf, reward-bench, multi-response"
         );
-        assert_eq!(
-            counts.to_string(),
-            "pairs: 1, unlabeled: 1, hh-rlhf: 1, reward-bench: 1, multi-response: 1"
-        );
+        assert_eq!(counts.to_string(), "pairs: 1, unlabeled: 1, hh-rlhf: 1, reward-bench: 1, multi-response: 1");
         assert_eq!(report.pairs.len(), 7);
     }
 
     #[test]
     fn a_forced_format_applies_to_every_line() {
         // This row has the fields of two formats; detection picks multi-response.
-        let row =
-            r#"{"prompt": "Hi", "response_a": "a", "response_b": "b", "responses": ["x", "y"]}"#;
+        let row = r#"{"prompt": "Hi", "response_a": "a", "response_b": "b", "responses": ["x", "y"]}"#;
         assert_eq!(read(row).pairs[0].id, "x:1/0-1");
         let forced = read_with(row, Format::Unlabeled, false).unwrap();
         assert_eq!(forced.pairs[0].id, "x:1");
@@ -469,10 +393,7 @@ mod tests {
         );
         // A line that fits no format gets the plain field error.
         let err = read_with(r#"{"prompt": "Hi"}"#, Format::Unlabeled, false).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "data/x.jsonl:1: missing field \"response_a\""
-        );
+        assert_eq!(err.to_string(), "data/x.jsonl:1: missing field \"response_a\"");
     }
 
     #[test]
@@ -502,14 +423,8 @@ mod tests {
                 r#"{"prompt": [], "chosen": "c", "rejected": "r"}"#,
                 "field \"prompt\": the prompt must end with a user message, but it has no messages",
             ),
-            (
-                r#"{"prompt": "", "chosen": "c", "rejected": "r"}"#,
-                "field \"prompt\": must not be empty",
-            ),
-            (
-                r#"{"prompt": "q", "response_a": "a", "response_b": ""}"#,
-                "field \"response_b\": must not be empty",
-            ),
+            (r#"{"prompt": "", "chosen": "c", "rejected": "r"}"#, "field \"prompt\": must not be empty"),
+            (r#"{"prompt": "q", "response_a": "a", "response_b": ""}"#, "field \"response_b\": must not be empty"),
             (
                 r#"{"id": 7, "prompt": "q", "chosen": "c", "rejected": "r"}"#,
                 "field \"id\": expected a string, found a number",
@@ -522,23 +437,14 @@ mod tests {
                 r#"{"prompt": "q", "answer": "a"}"#,
                 "cannot tell the format from the fields present (\"answer\", \"prompt\")",
             ),
-            (
-                r#"["prompt", "chosen"]"#,
-                "expected a JSON object, found a list",
-            ),
-            (
-                r#"{"prompt": "q", "chosen": "c",}"#,
-                "not valid JSON: trailing comma at column 31",
-            ),
+            (r#"["prompt", "chosen"]"#, "expected a JSON object, found a list"),
+            (r#"{"prompt": "q", "chosen": "c",}"#, "not valid JSON: trailing comma at column 31"),
         ];
         for (row, expected) in cases {
             // Put the bad row on line 3, after a valid row and a blank line.
             let text = lines(&[PAIRS_ROW, "", row]);
             let message = error(&text);
-            assert!(
-                message.starts_with(&format!("data/x.jsonl:3: {expected}")),
-                "{message}\n  expected: {expected}"
-            );
+            assert!(message.starts_with(&format!("data/x.jsonl:3: {expected}")), "{message}\n  expected: {expected}");
         }
     }
 
@@ -576,87 +482,49 @@ mod tests {
             r#"{"prompt": "q", "responses": ["a", "b"]}"#,
         ]);
         let report = read_with(&text, Format::Auto, true).unwrap();
-        assert_eq!(
-            report
-                .pairs
-                .iter()
-                .map(|p| p.id.as_str())
-                .collect::<Vec<_>>(),
-            ["p1", "x:3", "x:7/0-1"]
-        );
+        assert_eq!(report.pairs.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "x:3", "x:7/0-1"]);
         let skipped: Vec<usize> = report.skipped.iter().map(|s| s.line).collect();
         assert_eq!(skipped, [2, 4, 6]);
         assert!(matches!(report.skipped[0].reason, LineError::Json(_)));
-        assert_eq!(
-            report.skipped[1].to_string(),
-            "data/x.jsonl:4: missing field \"response_b\""
-        );
-        assert_eq!(
-            report.skipped[2].reason,
-            LineError::DuplicateId {
-                id: "p1".into(),
-                first_line: 1
-            }
-        );
+        assert_eq!(report.skipped[1].to_string(), "data/x.jsonl:4: missing field \"response_b\"");
+        assert_eq!(report.skipped[2].reason, LineError::DuplicateId { id: "p1".into(), first_line: 1 });
         assert_eq!(report.format_counts.total(), 3);
 
         // Without skip_invalid the first bad line is the error.
         let err = read_with(&text, Format::Auto, false).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("data/x.jsonl:2: not valid JSON: expected value at column 1"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("data/x.jsonl:2: not valid JSON: expected value at column 1"), "{err}");
     }
 
     #[test]
     fn duplicate_ids_name_both_lines() {
-        let text = lines(&[
-            PAIRS_ROW,
-            r#"{"id": "q", "prompt": "Hi", "chosen": "a", "rejected": "b"}"#,
-            PAIRS_ROW,
-        ]);
-        assert_eq!(
-            error(&text),
-            "data/x.jsonl:3: duplicate id \"p1\" (first used on line 1)"
-        );
+        let text = lines(&[PAIRS_ROW, r#"{"id": "q", "prompt": "Hi", "chosen": "a", "rejected": "b"}"#, PAIRS_ROW]);
+        assert_eq!(error(&text), "data/x.jsonl:3: duplicate id \"p1\" (first used on line 1)");
         // Generated ids take part too: "m/0-1" from line 1 clashes with line 2's id.
         let text = lines(&[
             r#"{"id": "m", "prompt": "Hi", "responses": ["a", "b"]}"#,
             r#"{"id": "m/0-1", "prompt": "Hi", "chosen": "a", "rejected": "b"}"#,
         ]);
-        assert_eq!(
-            error(&text),
-            "data/x.jsonl:2: duplicate id \"m/0-1\" (first used on line 1)"
-        );
+        assert_eq!(error(&text), "data/x.jsonl:2: duplicate id \"m/0-1\" (first used on line 1)");
     }
 
     #[test]
     fn read_pairs_opens_files_and_names_them_in_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mine.jsonl");
-        std::fs::write(
-            &path,
-            lines(&[r#"{"prompt": "Hi", "response_a": "a", "response_b": "b"}"#]),
-        )
-        .unwrap();
+        std::fs::write(&path, lines(&[r#"{"prompt": "Hi", "response_a": "a", "response_b": "b"}"#])).unwrap();
         let report = read_pairs(&path, &ReadOptions::default()).unwrap();
         assert_eq!(report.pairs[0].id, "mine:1");
         assert_eq!(report.source, path.display().to_string());
 
         let missing = dir.path().join("absent.jsonl");
         let err = read_pairs(&missing, &ReadOptions::default()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("{}: cannot open the file", missing.display())
-        );
+        assert_eq!(err.to_string(), format!("{}: cannot open the file", missing.display()));
         assert!(std::error::Error::source(&err).is_some());
     }
 
     #[test]
     fn reads_the_shared_hh_harmless_dev_file() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hh-harmless-dev.jsonl");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hh-harmless-dev.jsonl");
         if !path.exists() {
             eprintln!("skipping: {} is absent", path.display());
             return;
@@ -664,22 +532,13 @@ mod tests {
         let report = read_pairs(&path, &ReadOptions::default()).unwrap();
         assert_eq!(report.pairs.len(), 588);
         assert_eq!(report.format_counts.pairs, 588);
-        assert!(
-            report
-                .pairs
-                .iter()
-                .all(|p| p.gold == Some(Pref::A) && p.id.starts_with("hh-harmless-"))
-        );
+        assert!(report.pairs.iter().all(|p| p.gold == Some(Pref::A) && p.id.starts_with("hh-harmless-")));
 
         // Written back as raw transcripts, the pairs read the same as HH-RLHF rows.
         let transcript = |prompt: &[Message], response: &str| {
             let mut text = String::new();
             for m in prompt {
-                let speaker = if m.role == Role::User {
-                    "Human"
-                } else {
-                    "Assistant"
-                };
+                let speaker = if m.role == Role::User { "Human" } else { "Assistant" };
                 text += &format!("\n\n{speaker}: {}", m.content);
             }
             text + "\n\nAssistant: " + response
@@ -702,23 +561,10 @@ mod tests {
     #[test]
     fn reads_the_demo_file() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/demo.jsonl");
-        let report = read_pairs(
-            &path,
-            &ReadOptions {
-                format: Format::Pairs,
-                skip_invalid: false,
-            },
-        )
-        .unwrap();
+        let report = read_pairs(&path, &ReadOptions { format: Format::Pairs, skip_invalid: false }).unwrap();
         let ids: Vec<String> = (1..=48).map(|i| format!("demo-{i}")).collect();
-        assert_eq!(
-            report.pairs.iter().map(|p| &p.id).collect::<Vec<_>>(),
-            ids.iter().collect::<Vec<_>>()
-        );
-        assert!(
-            report.pairs.iter().any(|p| p.prompt.len() > 1),
-            "some demo pairs are multi-turn"
-        );
+        assert_eq!(report.pairs.iter().map(|p| &p.id).collect::<Vec<_>>(), ids.iter().collect::<Vec<_>>());
+        assert!(report.pairs.iter().any(|p| p.prompt.len() > 1), "some demo pairs are multi-turn");
         assert!(report.pairs.iter().all(|p| p.a != p.b));
     }
 }

@@ -31,26 +31,17 @@ impl SampleIndex {
 /// Collects the distinct (prompt, response) samples of `pairs`, identified by
 /// their [`SampleHash`], in first-seen order.
 pub fn unique_samples(pairs: &[Pair]) -> SampleIndex {
-    let mut index = SampleIndex {
-        pair_samples: Vec::with_capacity(pairs.len()),
-        ..SampleIndex::default()
-    };
+    let mut index = SampleIndex { pair_samples: Vec::with_capacity(pairs.len()), ..SampleIndex::default() };
     let mut position: HashMap<SampleHash, usize> = HashMap::new();
     let mut add = |pair: &Pair, response: &str| {
         let hash = SampleHash::of(&pair.prompt, response);
         *position.entry(hash).or_insert_with(|| {
-            index.samples.push(Sample {
-                prompt: pair.prompt.clone(),
-                response: response.to_owned(),
-            });
+            index.samples.push(Sample { prompt: pair.prompt.clone(), response: response.to_owned() });
             index.hashes.push(hash);
             index.samples.len() - 1
         })
     };
-    let pair_samples: Vec<(usize, usize)> = pairs
-        .iter()
-        .map(|pair| (add(pair, &pair.a), add(pair, &pair.b)))
-        .collect();
+    let pair_samples: Vec<(usize, usize)> = pairs.iter().map(|pair| (add(pair, &pair.a), add(pair, &pair.b))).collect();
     index.pair_samples = pair_samples;
     index
 }
@@ -80,21 +71,9 @@ mod tests {
             pair("4", "q", "z", "x"),
         ];
         let index = unique_samples(&pairs);
-        let seen: Vec<(&str, &str)> = index
-            .samples
-            .iter()
-            .map(|s| (s.prompt[0].content.as_str(), s.response.as_str()))
-            .collect();
-        assert_eq!(
-            seen,
-            [
-                ("q", "x"),
-                ("q", "y"),
-                ("q", "z"),
-                ("other", "x"),
-                ("other", "y")
-            ]
-        );
+        let seen: Vec<(&str, &str)> =
+            index.samples.iter().map(|s| (s.prompt[0].content.as_str(), s.response.as_str())).collect();
+        assert_eq!(seen, [("q", "x"), ("q", "y"), ("q", "z"), ("other", "x"), ("other", "y")]);
         assert_eq!(index.pair_samples, [(0, 1), (1, 2), (3, 4), (2, 0)]);
         assert_eq!(index.len(), 5);
         for (sample, hash) in index.samples.iter().zip(&index.hashes) {

@@ -13,10 +13,7 @@
 use super::json::{check_prompt, non_blank};
 use super::{LineError, Message, Role};
 
-const MARKERS: [(&str, Role); 2] = [
-    ("\n\nHuman: ", Role::User),
-    ("\n\nAssistant: ", Role::Assistant),
-];
+const MARKERS: [(&str, Role); 2] = [("\n\nHuman: ", Role::User), ("\n\nAssistant: ", Role::Assistant)];
 
 /// A parsed transcript: the conversation before the final Assistant turn, and that turn.
 #[derive(Debug, PartialEq)]
@@ -27,20 +24,13 @@ pub(crate) struct Transcript {
 
 /// Parses the transcript in field `field` (used in error messages).
 pub(crate) fn parse(text: &str, field: &str) -> Result<Transcript, LineError> {
-    let invalid = |reason: String| LineError::Transcript {
-        field: field.to_owned(),
-        reason,
-    };
+    let invalid = |reason: String| LineError::Transcript { field: field.to_owned(), reason };
 
     let Some(first) = next_marker(text, 0) else {
-        return Err(invalid(
-            r#"no "\n\nHuman: " or "\n\nAssistant: " turn markers"#.to_owned(),
-        ));
+        return Err(invalid(r#"no "\n\nHuman: " or "\n\nAssistant: " turn markers"#.to_owned()));
     };
     if !text[..first.start].trim().is_empty() {
-        return Err(invalid(
-            r#"text before the first "\n\nHuman: " marker"#.to_owned(),
-        ));
+        return Err(invalid(r#"text before the first "\n\nHuman: " marker"#.to_owned()));
     }
 
     let mut turns = Vec::new();
@@ -57,26 +47,17 @@ pub(crate) fn parse(text: &str, field: &str) -> Result<Transcript, LineError> {
 
     let last = turns.pop().expect("at least one marker was found");
     if last.role != Role::Assistant {
-        return Err(invalid(
-            "the last turn is a Human turn, not an Assistant turn".to_owned(),
-        ));
+        return Err(invalid("the last turn is a Human turn, not an Assistant turn".to_owned()));
     }
     non_blank(&last.content, field)?;
     for (i, turn) in turns.iter().enumerate() {
         if turn.content.is_empty() {
-            let speaker = if turn.role == Role::User {
-                "Human"
-            } else {
-                "Assistant"
-            };
+            let speaker = if turn.role == Role::User { "Human" } else { "Assistant" };
             return Err(invalid(format!("turn {} ({speaker}) is empty", i + 1)));
         }
     }
     check_prompt(&turns, field)?;
-    Ok(Transcript {
-        prompt: turns,
-        response: last.content,
-    })
+    Ok(Transcript { prompt: turns, response: last.content })
 }
 
 /// Where a turn marker is in the text, and whose turn it starts.
@@ -93,19 +74,11 @@ fn next_marker(text: &str, from: usize) -> Option<Marker> {
         .iter()
         .filter_map(|&(marker, role)| {
             if let Some(i) = rest.find(marker) {
-                return Some(Marker {
-                    start: from + i,
-                    end: from + i + marker.len(),
-                    role,
-                });
+                return Some(Marker { start: from + i, end: from + i + marker.len(), role });
             }
             // An empty turn at the very end: the marker without its trailing space.
             let bare = marker.trim_end_matches(' ');
-            rest.ends_with(bare).then(|| Marker {
-                start: text.len() - bare.len(),
-                end: text.len(),
-                role,
-            })
+            rest.ends_with(bare).then(|| Marker { start: text.len() - bare.len(), end: text.len(), role })
         })
         .min_by_key(|m| m.start)
 }
@@ -124,17 +97,8 @@ mod tests {
 
     #[test]
     fn splits_turns_and_trims_them() {
-        let t = ok(
-            "\n\nHuman:  Hi \n\nAssistant: Hello.\n\nHuman: How are you?\n\nAssistant:   Fine, thanks. \n",
-        );
-        assert_eq!(
-            t.prompt,
-            [
-                Message::user("Hi"),
-                Message::assistant("Hello."),
-                Message::user("How are you?")
-            ]
-        );
+        let t = ok("\n\nHuman:  Hi \n\nAssistant: Hello.\n\nHuman: How are you?\n\nAssistant:   Fine, thanks. \n");
+        assert_eq!(t.prompt, [Message::user("Hi"), Message::assistant("Hello."), Message::user("How are you?")]);
         assert_eq!(t.response, "Fine, thanks.");
     }
 
@@ -148,10 +112,7 @@ mod tests {
     #[test]
     fn reports_malformed_transcripts() {
         let prefix = "field \"chosen\": not an HH-RLHF transcript: ";
-        assert_eq!(
-            err("just text"),
-            format!("{prefix}no \"\\n\\nHuman: \" or \"\\n\\nAssistant: \" turn markers")
-        );
+        assert_eq!(err("just text"), format!("{prefix}no \"\\n\\nHuman: \" or \"\\n\\nAssistant: \" turn markers"));
         assert_eq!(
             err("Intro\n\nHuman: a\n\nAssistant: b"),
             format!("{prefix}text before the first \"\\n\\nHuman: \" marker")
@@ -168,14 +129,8 @@ mod tests {
 
     #[test]
     fn empty_final_response_is_an_empty_field() {
-        assert_eq!(
-            err("\n\nHuman: a\n\nAssistant:"),
-            "field \"chosen\": must not be empty"
-        );
-        assert_eq!(
-            err("\n\nHuman: a\n\nAssistant:   "),
-            "field \"chosen\": must not be empty"
-        );
+        assert_eq!(err("\n\nHuman: a\n\nAssistant:"), "field \"chosen\": must not be empty");
+        assert_eq!(err("\n\nHuman: a\n\nAssistant:   "), "field \"chosen\": must not be empty");
     }
 
     #[test]

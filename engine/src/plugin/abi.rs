@@ -71,10 +71,8 @@ pub enum AbiError {
 pub fn check(bytes: &[u8]) -> Result<Header, AbiError> {
     let (imports, exports) = top_level_names(bytes)?;
 
-    let pack_exports: Vec<&String> = exports
-        .iter()
-        .filter(|e| e.starts_with(PACKAGE) && e[PACKAGE.len()..].starts_with("/rule-pack"))
-        .collect();
+    let pack_exports: Vec<&String> =
+        exports.iter().filter(|e| e.starts_with(PACKAGE) && e[PACKAGE.len()..].starts_with("/rule-pack")).collect();
     let export = match pack_exports.first() {
         Some(e) => e.as_str(),
         None => {
@@ -182,7 +180,8 @@ mod tests {
         let core = wat::parse_str("(module)").unwrap();
         assert_eq!(check(&core), Err(AbiError::CoreModule));
         assert!(matches!(check(b"definitely not wasm"), Err(AbiError::NotWasm(_))));
-        let unversioned = wat::parse_str(r#"(component (instance $e) (export "safety:rules/rule-pack" (instance $e)))"#).unwrap();
+        let unversioned =
+            wat::parse_str(r#"(component (instance $e) (export "safety:rules/rule-pack" (instance $e)))"#).unwrap();
         assert_eq!(check(&unversioned), Err(AbiError::Unversioned));
     }
 }

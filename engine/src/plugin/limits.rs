@@ -104,22 +104,14 @@ impl Limiter {
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
-            return Err(wasmtime::Error::new(LimitExceeded {
-                what: "memory",
-                desired,
-                limit: self.memory_bytes,
-            }));
+            return Err(wasmtime::Error::new(LimitExceeded { what: "memory", desired, limit: self.memory_bytes }));
         }
         Ok(true)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            return Err(wasmtime::Error::new(LimitExceeded {
-                what: "table",
-                desired,
-                limit: self.table_elements,
-            }));
+            return Err(wasmtime::Error::new(LimitExceeded { what: "table", desired, limit: self.table_elements }));
         }
         Ok(true)
     }

@@ -110,7 +110,13 @@ mod tests {
     use super::*;
 
     fn meta(id: &str, version: &str) -> RuleMeta {
-        RuleMeta { id: id.into(), title: String::new(), description: String::new(), version: version.into(), categories: vec![] }
+        RuleMeta {
+            id: id.into(),
+            title: String::new(),
+            description: String::new(),
+            version: version.into(),
+            categories: vec![],
+        }
     }
 
     #[test]

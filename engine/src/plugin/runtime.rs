@@ -83,7 +83,11 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine with the sandbox settings: fuel, epoch interruption, a capped wasm
     /// stack, and nothing linked but the `safety:rules` host interface.
-    pub fn new(limits: SandboxLimits, cache_dir: Option<PathBuf>, judge: Option<Arc<dyn Judge>>) -> Result<Runtime, PluginError> {
+    pub fn new(
+        limits: SandboxLimits,
+        cache_dir: Option<PathBuf>,
+        judge: Option<Arc<dyn Judge>>,
+    ) -> Result<Runtime, PluginError> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -141,7 +145,9 @@ impl Runtime {
         let mut instance = plugin
             .instantiate()
             .map_err(|f| PluginError::Instantiate { path: path.clone(), message: f.to_string() })?;
-        plugin.rules = instance.read_rules(&self.limits).map_err(|message| PluginError::Metadata { path: path.clone(), message })?;
+        plugin.rules = instance
+            .read_rules(&self.limits)
+            .map_err(|message| PluginError::Metadata { path: path.clone(), message })?;
         plugin.idle.lock().expect("fresh mutex").push(instance);
         Ok(Arc::new(plugin))
     }
@@ -168,7 +174,11 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.name).field("path", &self.path).field("sha256", &self.sha256).finish()
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
@@ -192,17 +202,28 @@ impl Plugin {
 
     /// A fresh instance in its own store, configured with the pack's config.
     fn instantiate(&self) -> Result<Instance, Failure> {
-        let state = HostState::new(Limiter::new(&self.limits), self.grants, self.judge.clone(), self.limits.max_log_bytes_per_call);
+        let state = HostState::new(
+            Limiter::new(&self.limits),
+            self.grants,
+            self.judge.clone(),
+            self.limits.max_log_bytes_per_call,
+        );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
         let mut instance = Instance { store, pack: None, poisoned: false };
         instance.arm(self.limits.fuel_per_call, self.timeout_ticks, None);
-        let pack = self.pre.instantiate(&mut instance.store).map_err(|e| classify(&e, &instance.store.data().logs, &self.limits))?;
+        let pack = self
+            .pre
+            .instantiate(&mut instance.store)
+            .map_err(|e| classify(&e, &instance.store.data().logs, &self.limits))?;
         instance.arm(self.limits.fuel_per_call, self.timeout_ticks, None);
         match pack.safety_rules_rule_pack().call_configure(&mut instance.store, &self.config) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
-                return Err(Failure { kind: FailureKind::Config, message: format!("configure refused the config: {message}") });
+                return Err(Failure {
+                    kind: FailureKind::Config,
+                    message: format!("configure refused the config: {message}"),
+                });
             }
             Err(trap) => return Err(classify(&trap, &instance.store.data().logs, &self.limits)),
         }
@@ -343,10 +364,9 @@ fn classify(error: &wasmtime::Error, logs: &[LogLine], limits: &SandboxLimits) -
             kind: FailureKind::Timeout,
             message: format!("ran out of fuel ({} units per call)", limits.fuel_per_call),
         },
-        Some(Trap::Interrupt) => Failure {
-            kind: FailureKind::Timeout,
-            message: format!("exceeded the {} ms deadline", limits.timeout_ms),
-        },
+        Some(Trap::Interrupt) => {
+            Failure { kind: FailureKind::Timeout, message: format!("exceeded the {} ms deadline", limits.timeout_ms) }
+        }
         Some(Trap::UnreachableCodeReached) => {
             let panic = logs.iter().rev().find(|l| l.level == LogLevel::Error && l.message.starts_with("panic"));
             Failure {
@@ -373,10 +393,17 @@ fn validate_rules(infos: Vec<wit::RuleInfo>, limits: &SandboxLimits) -> Result<V
         if fields.iter().any(|f| f.len() > limits.max_metadata_bytes)
             || info.categories.iter().map(String::len).sum::<usize>() > limits.max_metadata_bytes
         {
-            return Err(format!("rule {:?} has metadata longer than {} bytes", truncate(&info.id), limits.max_metadata_bytes));
+            return Err(format!(
+                "rule {:?} has metadata longer than {} bytes",
+                truncate(&info.id),
+                limits.max_metadata_bytes
+            ));
         }
         if info.id.is_empty() || !info.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
-            return Err(format!("rule id {:?} must be non-empty ASCII letters, digits, '-', '_', '.' or ':'", truncate(&info.id)));
+            return Err(format!(
+                "rule id {:?} must be non-empty ASCII letters, digits, '-', '_', '.' or ':'",
+                truncate(&info.id)
+            ));
         }
         if rules.iter().any(|r| r.id == info.id) {
             return Err(format!("rule id {:?} is exported twice", info.id));
