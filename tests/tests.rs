@@ -7,5 +7,6 @@
 mod util;
 
 mod cli;
+mod market;
 mod sandbox;
 mod scoring;

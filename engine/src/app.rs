@@ -30,6 +30,8 @@ pub enum AppError {
     Score(#[from] ScoreError),
     #[error(transparent)]
     Labeling(#[from] LabelingError),
+    #[error(transparent)]
+    Market(#[from] crate::market::MarketError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: not a label record: {message}", path.display())]
@@ -47,7 +49,8 @@ pub struct Loaded {
 
 /// Reads rules.toml, verifies and loads every enabled pack.
 pub fn load(config: &Path) -> Result<Loaded, AppError> {
-    let job = Job::load(config)?;
+    let mut job = Job::load(config)?;
+    crate::market::apply_lock(&mut job)?;
     let runtime = Runtime::new(job.limits.clone(), job.cache_dir.clone(), None)?;
     let registry = Registry::load(&runtime, &job.packs, &job.config_path)?;
     Ok(Loaded { job, runtime, registry })
@@ -128,7 +131,8 @@ pub struct Verified {
 /// `engine rules verify`: checks every pack's pin, ABI and imports, and that it loads.
 /// Every pack is checked even after a failure; the caller exits non-zero on any.
 pub fn rules_verify(config: &Path) -> Result<Vec<Verified>, AppError> {
-    let job = Job::load(config)?;
+    let mut job = Job::load(config)?;
+    crate::market::apply_lock(&mut job)?;
     let runtime = Runtime::new(job.limits.clone(), job.cache_dir.clone(), None)?;
     Ok(job
         .packs

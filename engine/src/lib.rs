@@ -7,6 +7,7 @@ pub mod data;
 pub mod judge;
 pub mod label;
 pub mod labeling;
+pub mod market;
 pub mod plugin;
 pub mod score;
 pub mod select;

@@ -127,7 +127,13 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// List, verify and inspect the rules of a job.
+    /// Make, sign, check and publish rule-pack bundles for a marketplace index.
+    Pack {
+        #[command(subcommand)]
+        command: engine::market::command::PackCommand,
+    },
+    /// List, verify and inspect the rules of a job; search, add, update, remove and
+    /// calibrate packs from an index.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
@@ -153,6 +159,8 @@ enum RulesCommand {
         #[arg(long, short, default_value = "rules.toml")]
         config: PathBuf,
     },
+    #[command(flatten)]
+    Market(engine::market::command::MarketRulesCommand),
 }
 
 fn main() -> ExitCode {
@@ -248,7 +256,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pack { command } => engine::market::command::run_pack(command),
         Command::Rules { command } => match command {
+            RulesCommand::Market(command) => engine::market::command::run_rules(command),
             RulesCommand::List { config } => {
                 println!("{}", app::rules_list(&config)?);
                 Ok(ExitCode::SUCCESS)

@@ -46,6 +46,10 @@ pub struct RawConfig {
     pub packs: Vec<RawPack>,
     #[serde(default)]
     pub selection: RawSelection,
+    /// `[market]`: rule-pack index, trusted publisher keys, unsigned policy, lock file
+    /// (validated by `crate::market`).
+    #[serde(default)]
+    pub market: crate::market::RawMarket,
 }
 
 /// `[selection]`: how pairs are labeled from their rules' scores.

@@ -1,11 +1,47 @@
 //! The judge: a model that answers yes/no questions about a sample.
 //!
 //! Rule plugins reach it through the `judge` host import. This module holds the
-//! interface the plugin host calls; model backends plug in behind it.
+//! interface the plugin host calls ([`Judge`]) and the local backend, [`CandleJudge`]: a
+//! chat model (llama family including SmolLM2, or qwen2; GGUF or safetensors) run with
+//! candle, which
+//!
+//! - tokenizes with the model's `tokenizer.json`, or a byte-level BPE rebuilt from the GGUF
+//!   metadata ([`tokenizer`]);
+//! - lays the prompt out sample first, question last, in the model's chat template
+//!   ([`template`]), and keeps the KV cache of the sample part so that each question is a
+//!   short continuation;
+//! - reads P(yes) and P(no) at the answer position ([`answer`] says exactly which tokens
+//!   count).
+//!
+//! The score of the paper is P(yes) − P(no) for a question such as "Does the final response
+//! follow this rule: ...?". Relevance, which the paper's selection formula needs, comes from a
+//! second question through the same call ("Does this rule apply to this conversation?",
+//! relevance = P(yes), or renormalised P(yes)): with the cached prefix it costs one more short
+//! continuation, and it keeps the judge a plain yes/no oracle. Which questions a rule asks is
+//! the rule pack's choice.
+
+pub mod answer;
+mod cache;
+mod candle;
+mod error;
+pub mod model;
+pub mod template;
+#[cfg(test)]
+mod testkit;
+pub mod tokenizer;
 
 use std::fmt;
 
 use crate::data::Sample;
+
+pub use answer::{AnswerIds, AnswerTokens};
+pub use candle::{
+    AUTO_F32_MAX_PARAMS, CandleJudge, CandleJudgeOptions, JudgeDevice, ModelInfo, Precision, PromptTokens,
+};
+pub use error::JudgeLoadError;
+pub use model::{Architecture, WeightPrecision};
+pub use template::{ChatTemplate, JudgePrompt};
+pub use tokenizer::{JudgeTokenizer, TokenizerSource};
 
 /// The judge's answer to a yes/no question at the answer position.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,6 +62,39 @@ impl fmt::Display for JudgeError {
 
 impl std::error::Error for JudgeError {}
 
+/// What a judge has done so far (all zero for judges that do not count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JudgeStats {
+    /// Questions asked.
+    pub questions: u64,
+    /// Sample prefixes computed (the rest of the questions continued a cached one).
+    pub prefills: u64,
+    /// Samples cut from the left of their conversation to fit the context.
+    pub truncated_samples: u64,
+    /// Tokens cut from those samples, in all.
+    pub truncated_tokens: u64,
+    /// Questions that failed.
+    pub failures: u64,
+}
+
+impl fmt::Display for JudgeStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} questions, {} sample prefixes computed", self.questions, self.prefills)?;
+        if self.truncated_samples > 0 {
+            write!(
+                f,
+                "; warning: {} samples were longer than the judge's context and lost {} tokens from the start of \
+                 their conversation",
+                self.truncated_samples, self.truncated_tokens
+            )?;
+        }
+        if self.failures > 0 {
+            write!(f, "; {} questions failed", self.failures)?;
+        }
+        Ok(())
+    }
+}
+
 /// A judge model. Implementations must be usable from several scoring threads at once.
 pub trait Judge: Send + Sync {
     /// A stable identifier of the model and its settings (goes into score keys).
@@ -33,4 +102,9 @@ pub trait Judge: Send + Sync {
 
     /// Asks `question` about `sample` (the conversation and the response).
     fn ask(&self, sample: &Sample, question: &str) -> Result<Judgement, JudgeError>;
+
+    /// Counters of what the judge has done (for the end-of-run summary).
+    fn stats(&self) -> JudgeStats {
+        JudgeStats::default()
+    }
 }

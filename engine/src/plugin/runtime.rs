@@ -235,21 +235,50 @@ impl Plugin {
     /// the trapped instance is dropped (wasmtime will not re-enter it) and a fresh one is
     /// made on the next call.
     pub fn evaluate(&self, rule_id: &str, sample: &Arc<Sample>) -> Evaluation {
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut instance = match pooled {
-            Some(instance) => instance,
-            None => match self.instantiate() {
-                Ok(instance) => instance,
-                Err(failure) => {
-                    return Evaluation { result: Err(failure), logs: Vec::new(), logs_dropped: 0, judge_calls: 0 };
-                }
-            },
-        };
-        let evaluation = instance.evaluate(rule_id, sample, &self.limits, self.timeout_ticks);
-        if !instance.poisoned {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(instance);
+        self.evaluate_many(&[rule_id], sample).pop().expect("one rule in, one evaluation out")
+    }
+
+    /// Evaluates several rules of this pack on one sample, in order, in one borrowed
+    /// instance: a pack that analyses a sample once and caches it across its rules keeps
+    /// that cache warm. After a trap the next rule gets a fresh instance.
+    pub fn evaluate_many(&self, rule_ids: &[&str], sample: &Arc<Sample>) -> Vec<Evaluation> {
+        let mut instance: Option<Instance> = None;
+        let mut evaluations = Vec::with_capacity(rule_ids.len());
+        for rule_id in rule_ids {
+            let current = match instance.take() {
+                Some(live) => live,
+                None => match self.checkout() {
+                    Ok(live) => live,
+                    Err(failure) => {
+                        evaluations.push(Evaluation {
+                            result: Err(failure),
+                            logs: Vec::new(),
+                            logs_dropped: 0,
+                            judge_calls: 0,
+                        });
+                        continue;
+                    }
+                },
+            };
+            let mut current = current;
+            evaluations.push(current.evaluate(rule_id, sample, &self.limits, self.timeout_ticks));
+            if !current.poisoned {
+                instance = Some(current);
+            }
         }
-        evaluation
+        if let Some(live) = instance {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(live);
+        }
+        evaluations
+    }
+
+    /// An idle instance from the pool, or a new one.
+    fn checkout(&self) -> Result<Instance, Failure> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(instance) => Ok(instance),
+            None => self.instantiate(),
+        }
     }
 }
 

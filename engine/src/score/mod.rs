@@ -222,30 +222,60 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
             }
         }
 
+        // One task per sample: its rules run pack by pack, each pack in one borrowed
+        // instance (see `Plugin::evaluate_many`).
+        let mut by_sample: Vec<(usize, Vec<usize>)> = Vec::new();
+        for &i in &todo {
+            let s = i / rules.len();
+            match by_sample.last_mut() {
+                Some((last, keys)) if *last == s => keys.push(i),
+                _ => by_sample.push((s, vec![i])),
+            }
+        }
         let computed: Vec<(usize, ScoreRecord, Vec<String>)> = pool.install(|| {
-            todo.par_iter()
-                .map(|&i| {
-                    let (s, r) = (i / rules.len(), i % rules.len());
-                    let rule = &rules[r];
-                    let plugin = registry.plugin_of(rule);
-                    let evaluation = plugin.evaluate(&rule.meta.id, &order[s].1);
-                    let warnings = evaluation
-                        .logs
-                        .iter()
-                        .filter(|l| matches!(l.level, LogLevel::Warn | LogLevel::Error))
-                        .map(|l| format!("{} ({}): {}", rule.meta.id, plugin.name, l.message))
-                        .collect();
-                    let (sample, rule_id, rule_hash) = key_of(s, r);
-                    let record = ScoreRecord {
-                        sample,
-                        rule: rule_id,
-                        rule_hash,
-                        pack: plugin.name.clone(),
-                        judge_calls: evaluation.judge_calls,
-                        outcome: Outcome::from_result(evaluation.result),
-                    };
-                    bar.inc(1);
-                    (i, record, warnings)
+            by_sample
+                .par_iter()
+                .flat_map_iter(|(s, keys)| {
+                    // Results are placed by key, so the order of evaluation is free:
+                    // group the sample's rules by pack.
+                    let mut keys = keys.clone();
+                    keys.sort_by_key(|&i| (rules[i % rules.len()].plugin, i));
+                    let mut out = Vec::with_capacity(keys.len());
+                    let mut start = 0;
+                    while start < keys.len() {
+                        // A run of keys whose rules belong to the same pack.
+                        let plugin_index = rules[keys[start] % rules.len()].plugin;
+                        let mut end = start + 1;
+                        while end < keys.len() && rules[keys[end] % rules.len()].plugin == plugin_index {
+                            end += 1;
+                        }
+                        let run = &keys[start..end];
+                        let plugin = &registry.plugins[plugin_index];
+                        let ids: Vec<&str> = run.iter().map(|&i| rules[i % rules.len()].meta.id.as_str()).collect();
+                        let evaluations = plugin.evaluate_many(&ids, &order[*s].1);
+                        for (&i, evaluation) in run.iter().zip(evaluations) {
+                            let rule = &rules[i % rules.len()];
+                            let warnings = evaluation
+                                .logs
+                                .iter()
+                                .filter(|l| matches!(l.level, LogLevel::Warn | LogLevel::Error))
+                                .map(|l| format!("{} ({}): {}", rule.meta.id, plugin.name, l.message))
+                                .collect();
+                            let (sample, rule_id, rule_hash) = key_of(*s, i % rules.len());
+                            let record = ScoreRecord {
+                                sample,
+                                rule: rule_id,
+                                rule_hash,
+                                pack: plugin.name.clone(),
+                                judge_calls: evaluation.judge_calls,
+                                outcome: Outcome::from_result(evaluation.result),
+                            };
+                            bar.inc(1);
+                            out.push((i, record, warnings));
+                        }
+                        start = end;
+                    }
+                    out
                 })
                 .collect()
         });
