@@ -7,6 +7,7 @@
 mod util;
 
 mod cli;
+mod judge;
 mod market;
 mod sandbox;
 mod scoring;

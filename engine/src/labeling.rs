@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(table.rule_ids, ["broken", "harm", "tone"]);
         let hashes = BTreeMap::from([("core".to_string(), "abc".to_string())]);
         let strategy = Strategy::max_discrepancy(1, 0.5).unwrap();
-        let labeled = label_pairs(&[p.clone()], &table, &strategy, &Labeler::default(), &hashes).unwrap();
+        let labeled = label_pairs(std::slice::from_ref(&p), &table, &strategy, &Labeler::default(), &hashes).unwrap();
         let r = &labeled[0];
         assert_eq!(r.label, Label::Chosen { winner: Pref::A });
         assert_eq!(r.selectable, 2, "the rule that failed on A cannot vote");

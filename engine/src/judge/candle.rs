@@ -67,7 +67,8 @@ pub struct CandleJudgeOptions {
     /// to at least the number of scoring threads; each entry costs
     /// `2 × layers × kv_heads × head_dim × 4` bytes per token (46 KB for SmolLM2-135M).
     pub prefix_cache: usize,
-    /// Prompt tokens per forward pass when prefilling (bounds attention memory).
+    /// Prompt tokens per forward pass when prefilling (bounds attention memory), and the
+    /// most question tokens [`Judge::ask_many`] puts in one pass.
     pub prefill_chunk: usize,
     /// The spellings that count as yes and no.
     pub answers: AnswerTokens,
@@ -158,8 +159,9 @@ struct Counters {
 /// [`template`](super::template)). The first question about a sample runs the sample part
 /// once and keeps its KV cache (an LRU of [`CandleJudgeOptions::prefix_cache`] samples keyed
 /// by [`SampleHash`](crate::data::SampleHash)); every question is then a short
-/// continuation. [`ask_uncached`](Self::ask_uncached) runs the whole prompt from scratch,
-/// as the paper does per rule, for comparison.
+/// continuation, and [`Judge::ask_many`] runs several questions as independent branches of
+/// one forward pass. [`ask_uncached`](Self::ask_uncached) runs the whole prompt from
+/// scratch, as the paper does per rule, for comparison.
 ///
 /// **Threads.** The model is immutable once loaded and the KV cache is passed explicitly,
 /// so there is no lock around the model: threads run forward passes concurrently (each
@@ -522,6 +524,66 @@ impl Judge for CandleJudge {
         result
     }
 
+    /// Runs the questions as branches of one forward pass each group (groups of at most
+    /// `prefill_chunk` question tokens): the weights are streamed once per group instead of
+    /// once per question. Same numbers as [`ask`](Judge::ask) up to rounding.
+    fn ask_many(&self, sample: &Sample, questions: &[&str]) -> Vec<Result<Judgement, JudgeError>> {
+        self.counters.questions.fetch_add(questions.len() as u64, Ordering::Relaxed);
+        let mut results: Vec<Option<Result<Judgement, JudgeError>>> = vec![None; questions.len()];
+        let suffixes: Vec<Result<Vec<u32>, JudgeError>> = questions.iter().map(|q| self.suffix_tokens(q)).collect();
+        match self.prefix(sample) {
+            Err(e) => results.iter_mut().for_each(|r| *r = Some(Err(e.clone()))),
+            Ok(prefix) => {
+                let mut group: Vec<usize> = Vec::new();
+                let mut group_tokens = 0;
+                let run = |group: &[usize], results: &mut Vec<Option<Result<Judgement, JudgeError>>>| {
+                    if group.is_empty() {
+                        return;
+                    }
+                    let branches: Vec<&[u32]> =
+                        group.iter().filter_map(|&i| suffixes[i].as_ref().ok().map(Vec::as_slice)).collect();
+                    match self.model.forward_branches(&branches, &prefix.cache) {
+                        Ok(all) => {
+                            for (&i, logits) in group.iter().zip(all) {
+                                results[i] = Some(self.judgement(Some(logits)));
+                            }
+                        }
+                        Err(e) => {
+                            for &i in group {
+                                results[i] = Some(Err(JudgeError(format!("judge model: {e}"))));
+                            }
+                        }
+                    }
+                };
+                for (i, suffix) in suffixes.iter().enumerate() {
+                    match suffix {
+                        Err(e) => results[i] = Some(Err(e.clone())),
+                        Ok(ids) => {
+                            if let Err(e) = self.check_fits(prefix.cache.len(), ids.len()) {
+                                results[i] = Some(Err(e));
+                                continue;
+                            }
+                            if !group.is_empty() && group_tokens + ids.len() > self.options.prefill_chunk {
+                                run(&group, &mut results);
+                                group.clear();
+                                group_tokens = 0;
+                            }
+                            group.push(i);
+                            group_tokens += ids.len();
+                        }
+                    }
+                }
+                run(&group, &mut results);
+            }
+        }
+        let results: Vec<Result<Judgement, JudgeError>> =
+            results.into_iter().map(|r| r.unwrap_or_else(|| Err(JudgeError("question was not run".into())))).collect();
+        for r in &results {
+            self.count_failure(r);
+        }
+        results
+    }
+
     fn stats(&self) -> JudgeStats {
         let c = &self.counters;
         JudgeStats {
@@ -695,6 +757,30 @@ mod tests {
         assert!((r.p_yes + r.p_no - 1.0).abs() < 1e-6 && (r.p_yes / r.p_no - j.p_yes / j.p_no).abs() < 1e-3);
         assert_ne!(renorm.id(), judge.id(), "settings that change the numbers change the id");
         assert_eq!(CandleJudge::load(&gguf, options()).unwrap().id(), judge.id(), "the id is stable");
+    }
+
+    #[test]
+    fn many_questions_in_one_pass_equal_one_by_one() {
+        let weights = Weights::random(Tiny::llama(), 17);
+        let (_dir, _, gguf) = write_both(&weights);
+        let judge = CandleJudge::load(&gguf, CandleJudgeOptions { prefill_chunk: 40, ..options() }).unwrap();
+        let s = sample("Hi there", "Hello 99");
+        let long = "y".repeat(100);
+        let questions = ["Rude?", "Kind?", long.as_str(), "Is it a greeting of some sort?", "Ok?"];
+        let together = judge.ask_many(&s, &questions);
+        assert_eq!(together.len(), questions.len());
+        for (q, t) in questions.iter().zip(&together) {
+            match judge.ask(&s, q) {
+                Ok(alone) => {
+                    let t = t.as_ref().unwrap();
+                    assert!((alone.p_yes - t.p_yes).abs() < 1e-5 && (alone.p_no - t.p_no).abs() < 1e-5, "{q}");
+                }
+                Err(e) => assert_eq!(t.as_ref().unwrap_err(), &e, "{q}"),
+            }
+        }
+        assert!(together[2].as_ref().unwrap_err().0.contains("question_reserve"));
+        let stats = judge.stats();
+        assert_eq!((stats.questions, stats.prefills, stats.failures), (10, 1, 2), "{stats:?}");
     }
 
     #[test]

@@ -103,6 +103,12 @@ pub trait Judge: Send + Sync {
     /// Asks `question` about `sample` (the conversation and the response).
     fn ask(&self, sample: &Sample, question: &str) -> Result<Judgement, JudgeError>;
 
+    /// Asks several questions about one sample; one result per question, in order. A
+    /// backend may answer them together (the candle judge runs them in one forward pass).
+    fn ask_many(&self, sample: &Sample, questions: &[&str]) -> Vec<Result<Judgement, JudgeError>> {
+        questions.iter().map(|q| self.ask(sample, q)).collect()
+    }
+
     /// Counters of what the judge has done (for the end-of-run summary).
     fn stats(&self) -> JudgeStats {
         JudgeStats::default()
