@@ -1,13 +1,18 @@
 //! The engine: scores pairs of responses under safety rules that run as sandboxed
 //! WebAssembly plugins, and turns the scores into reward-model training data.
 
+pub mod adapter;
 pub mod app;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod judge;
 pub mod label;
 pub mod labeling;
 pub mod market;
 pub mod plugin;
+pub mod report;
+pub mod reward;
 pub mod score;
 pub mod select;
+pub mod serve;

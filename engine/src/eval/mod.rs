@@ -1,0 +1,1 @@
+//! RewardBench-style evaluation of a trained reward model.

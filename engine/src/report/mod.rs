@@ -1,0 +1,1 @@
+//! The end-to-end job (`engine run`) and its report.
