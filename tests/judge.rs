@@ -406,3 +406,74 @@ fn timings() {
         );
     }
 }
+
+/// P(yes) − P(no) against transformers on the same GGUF (tests/fixtures/judge-golden.json,
+/// written by `.venv-ref/bin/python scripts/judge_reference.py ratings >
+/// tests/fixtures/judge-golden.json`; transformers dequantises the GGUF to f32). Our f32
+/// weights must agree within 1e-4 on every prompt, our kept-quantised weights within 0.05.
+/// The prompt text and token ids must be the reference's exactly.
+#[test]
+fn ratings_equal_the_reference_implementation() {
+    let Some(path) = model_path() else { return };
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/fixtures/judge-golden.json")).unwrap())
+            .unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20, "{} golden prompts", cases.len());
+    let f32_judge = judge().expect("the model is here");
+    let quantized = CandleJudge::load(
+        &path,
+        CandleJudgeOptions { precision: Precision::Quantized, ..CandleJudgeOptions::default() },
+    )
+    .unwrap();
+    assert_eq!(f32_judge.checkpoint_sha256().unwrap(), golden["model_sha256"].as_str().unwrap());
+    let (mut worst_f32, mut worst_quantized) = (0f64, 0f64);
+    for case in cases {
+        let prompt: Vec<Message> = serde_json::from_value(case["prompt"].clone()).unwrap();
+        let s = Sample { prompt, response: case["response"].as_str().unwrap().into() };
+        let question = case["question"].as_str().unwrap();
+        assert_eq!(f32_judge.prompt_text(&s, question), case["text"].as_str().unwrap());
+        let tokens = f32_judge.prompt_tokens(&s, question).unwrap();
+        let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!([tokens.prefix, tokens.suffix].concat(), ids, "{question}");
+        let expected = case["score"].as_f64().unwrap();
+        for (judge, worst) in [(f32_judge, &mut worst_f32), (&quantized, &mut worst_quantized)] {
+            let j = judge.ask(&s, question).unwrap();
+            let delta = (f64::from(j.p_yes) - f64::from(j.p_no) - expected).abs();
+            *worst = worst.max(delta);
+        }
+        let j = f32_judge.ask(&s, question).unwrap();
+        assert!((f64::from(j.p_yes) - case["p_yes"].as_f64().unwrap()).abs() <= 1e-4, "{question}: {j:?}");
+        assert!((f64::from(j.p_no) - case["p_no"].as_f64().unwrap()).abs() <= 1e-4, "{question}: {j:?}");
+    }
+    eprintln!(
+        "max |Δ(P(yes) − P(no))| over {} prompts: f32 {worst_f32:.2e}, quantized {worst_quantized:.2e}",
+        cases.len()
+    );
+    assert!(worst_f32 <= 1e-4, "f32 weights: max |Δ| {worst_f32}");
+    assert!(worst_quantized <= 0.05, "kept-quantised weights: max |Δ| {worst_quantized}");
+}
+
+/// The rule-first layout (the paper's order) asks the question turn before the sample turn,
+/// runs every question as a full prompt, and gets its own judge id.
+#[test]
+fn rule_first_layout_puts_the_question_first_and_caches_nothing() {
+    let Some(path) = model_path() else { return };
+    let options = CandleJudgeOptions { layout: engine::judge::Layout::RuleFirst, ..CandleJudgeOptions::default() };
+    let rule_first = CandleJudge::load(&path, options).unwrap();
+    let default = judge().expect("the model is here");
+    let s = reference_sample();
+    let text = rule_first.prompt_text(&s, REFERENCE_QUESTION);
+    let question_at = text.find(REFERENCE_QUESTION).unwrap();
+    let sample_at = text.find("### Conversation").unwrap();
+    assert!(question_at < sample_at, "{text}");
+    assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
+    let tokens = rule_first.prompt_tokens(&s, REFERENCE_QUESTION).unwrap();
+    let whole = rule_first.tokenizer().encode(&text).unwrap();
+    assert_eq!([tokens.prefix, tokens.suffix].concat(), whole);
+    let j = rule_first.ask(&s, REFERENCE_QUESTION).unwrap();
+    let again = rule_first.ask_many(&s, &[REFERENCE_QUESTION, QUESTIONS[0]]);
+    assert_eq!(again[0].as_ref().unwrap(), &j);
+    assert_eq!(rule_first.stats().prefills, 0, "nothing is cached in the rule-first layout");
+    assert_ne!(rule_first.id(), default.id());
+}

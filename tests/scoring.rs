@@ -190,3 +190,102 @@ fn bundled_rules_score_the_real_dev_split_without_failures() {
         records.iter().filter(|r| matches!(r.outcome, Outcome::Ok { relevance, .. } if relevance >= 0.5)).count();
     assert!(relevant > 0 && relevant < records.len(), "{relevant}");
 }
+
+/// A job with the judge rule pack (two of its rules) on the real SmolLM2, or `None` when
+/// the model is absent (`scripts/setup.sh` downloads it).
+fn judge_job(judge_extra: &str) -> Option<TempJob> {
+    let model = crate::util::root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !model.is_file() {
+        eprintln!("skipping: {} is absent (run scripts/setup.sh)", model.display());
+        return None;
+    }
+    let rules = crate::util::root().join("plugins/judge-rules/rules.toml");
+    let pack = format!(
+        "grants = [\"judge\"]\nenable = [\"weapons.no-build-instructions\", \"harassment.no-insults\"]\n\
+         [pack.config_files]\nrules = \"{}\"\n",
+        rules.display()
+    );
+    let pack: &'static str = Box::leak(pack.into_boxed_str());
+    let extra = format!("[judge]\nmodel = \"{}\"\n{judge_extra}\n", model.display());
+    let job = TempJob::new(
+        &[Pack::new("judge", crate::util::root().join("plugins/dist/judge-rules.wasm")).with(pack)],
+        &extra,
+        "",
+    );
+    job.write_pairs(2);
+    Some(job)
+}
+
+/// The judge pack scores with the real model through the `judge` import; the judge's
+/// counters are printed; the judge id is in the rule hash (a different precision re-scores
+/// everything) and in the audit records of `engine label`.
+#[test]
+fn judge_rules_score_with_the_model_and_a_new_judge_rescores() {
+    let Some(job) = judge_job("") else { return };
+    let log = score(&job, &["-j", "2"]);
+    assert!(log.contains("x 2 rules") && log.contains("8 computed"), "{log}");
+    assert!(log.contains("judge candle/SmolLM2-135M-Instruct.Q4_1.gguf/b179c9523d0e/f32/"), "{log}");
+    // 8 follow questions and one relevance question per category and sample: 8 more.
+    assert!(log.contains("16 questions, 4 sample prefixes computed"), "{log}");
+    let records = read_strict(&job.path("out/scores.jsonl")).unwrap();
+    assert_eq!(records.len(), 8);
+    for r in &records {
+        let Outcome::Ok { score, relevance, rationale } = &r.outcome else { panic!("{r:?}") };
+        assert!((-1.0..=1.0).contains(score) && (0.0..=1.0).contains(relevance), "{r:?}");
+        assert!(rationale.as_deref().unwrap().starts_with("judge: P(yes)"), "{r:?}");
+        assert_eq!(r.judge_calls, 2, "a rule's follow question and its category's relevance question");
+    }
+    let again = score(&job, &[]);
+    assert!(again.contains("0 computed, 8 resumed"), "{again}");
+
+    let label = job.engine(&["label"]);
+    assert!(label.status.success(), "{}", stderr(&label));
+    let labels = engine::app::read_labels(&job.path("out/labeled.jsonl")).unwrap();
+    let judged = labels.iter().filter_map(|r| r.judge.as_deref()).collect::<Vec<_>>();
+    assert!(!judged.is_empty() && judged.iter().all(|j| j.contains("/f32/")), "{labels:?}");
+
+    // Same job, the judge's weights kept quantised: a different judge id, so nothing resumes.
+    let text = std::fs::read_to_string(job.config()).unwrap();
+    std::fs::write(job.config(), text.replace("[judge]\n", "[judge]\nprecision = \"quantized\"\n")).unwrap();
+    let log = score(&job, &[]);
+    assert!(log.contains("8 computed, 0 resumed, 0 reused") && log.contains("/quantized/"), "{log}");
+    let requantized = read_strict(&job.path("out/scores.jsonl")).unwrap();
+    assert!(records.iter().zip(&requantized).all(|(a, b)| a.rule_hash != b.rule_hash));
+}
+
+/// The `[judge]` section and the files a pack's config names are checked with file, line
+/// and field.
+#[test]
+fn judge_config_errors_name_file_line_and_field() {
+    let Some(job) = judge_job("colour = \"blue\"") else { return };
+    let err = stderr(&job.engine(&["score", "--quiet"]));
+    assert!(err.contains("rules.toml:") && err.contains("colour"), "{err}");
+    let Some(job) = judge_job("precision = \"f16\"") else { return };
+    let err = stderr(&job.engine(&["score", "--quiet"]));
+    assert!(err.contains("rules.toml:6: judge.precision: \"f16\": expected auto, f32 or quantized"), "{err}");
+    let Some(job) = judge_job("") else { return };
+    let text = std::fs::read_to_string(job.config()).unwrap();
+    let model = crate::util::root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let missing = text.replace(&model.display().to_string(), "models/nowhere.gguf");
+    std::fs::write(job.config(), missing).unwrap();
+    let err = stderr(&job.engine(&["score", "--quiet"]));
+    assert!(
+        err.contains("rules.toml:5: judge.model:")
+            && err.contains("nowhere.gguf not found")
+            && err.contains("scripts/setup.sh"),
+        "{err}"
+    );
+    let rules = crate::util::root().join("plugins/judge-rules/rules.toml");
+    std::fs::write(job.config(), text.replace(&rules.display().to_string(), "no/such/rules.toml")).unwrap();
+    let err = stderr(&job.engine(&["score", "--quiet"]));
+    assert!(err.contains("pack[0].config_files.rules: cannot read") && err.contains("no/such/rules.toml"), "{err}");
+    // A job without judge packs never needs the model.
+    std::fs::write(
+        job.config(),
+        text.replace(&model.display().to_string(), "models/nowhere.gguf").replace("grants = [\"judge\"]\n", ""),
+    )
+    .unwrap();
+    let out = job.engine(&["score", "--quiet"]);
+    let err = stderr(&out);
+    assert!(!err.contains("judge.model"), "{err}");
+}

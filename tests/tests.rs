@@ -7,7 +7,12 @@
 mod util;
 
 mod cli;
+mod eval;
 mod judge;
 mod market;
+mod reward;
+mod run;
+mod remote_judge;
 mod sandbox;
 mod scoring;
+mod serve;

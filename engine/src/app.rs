@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::config::{ConfigError, Job};
 use crate::data::{self, DataError, Format, ReadOptions};
+use crate::judge::{CandleJudge, Judge, JudgeLoadError, JudgeStats};
 use crate::label::{Labeler, TiePolicy};
 use crate::labeling::{self, Agreement, AuditRecord, LabelingError, ScoreTable};
 use crate::plugin::{PluginError, Registry, RegistryError, Runtime, abi};
@@ -32,6 +34,16 @@ pub enum AppError {
     Labeling(#[from] LabelingError),
     #[error(transparent)]
     Market(#[from] crate::market::MarketError),
+    #[error("rule adapter: {0}")]
+    Adapter(#[from] crate::adapter::AdapterError),
+    /// The judge model named at `line` of the config would not load.
+    #[error("{}:{line}: judge: {source}", config.display())]
+    Judge {
+        config: PathBuf,
+        line: usize,
+        #[source]
+        source: JudgeLoadError,
+    },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: not a label record: {message}", path.display())]
@@ -45,15 +57,44 @@ pub struct Loaded {
     pub job: Job,
     pub runtime: Runtime,
     pub registry: Registry,
+    /// The judge model, loaded only when an enabled pack is granted `judge`.
+    pub judge: Option<Arc<dyn Judge>>,
 }
 
-/// Reads rules.toml, verifies and loads every enabled pack.
+/// Reads rules.toml, verifies and loads every enabled pack, and the judge model if a pack
+/// is granted it.
 pub fn load(config: &Path) -> Result<Loaded, AppError> {
     let mut job = Job::load(config)?;
     crate::market::apply_lock(&mut job)?;
-    let runtime = Runtime::new(job.limits.clone(), job.cache_dir.clone(), None)?;
-    let registry = Registry::load(&runtime, &job.packs, &job.config_path)?;
-    Ok(Loaded { job, runtime, registry })
+    let judge = if job.packs.iter().any(|p| p.spec.grants.judge) { Some(load_judge(&job)?) } else { None };
+    let runtime = Runtime::new(job.limits.clone(), job.cache_dir.clone(), judge.clone())?;
+    let registry = Registry::load_enabled(&runtime, &job.packs, &job.enable, &job.config_path)?;
+    Ok(Loaded { job, runtime, registry, judge })
+}
+
+/// Loads the job's `[judge]` model.
+pub fn load_judge(job: &Job) -> Result<Arc<dyn Judge>, AppError> {
+    let judge = CandleJudge::load(&job.judge.model, job.judge.options.clone()).map_err(|source| AppError::Judge {
+        config: job.config_path.clone(),
+        line: job.judge.line,
+        source,
+    })?;
+    Ok(Arc::new(judge))
+}
+
+/// The file beside a scores file that names the judge behind it: `scores.jsonl` ->
+/// `scores.judge.json`. `engine label` reads it to put the judge id into audit records.
+pub fn judge_sidecar(scores: &Path) -> PathBuf {
+    scores.with_extension("judge.json")
+}
+
+/// What [`judge_sidecar`] holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JudgeSidecar {
+    /// [`Judge::id`]: backend, model file, checkpoint hash prefix, precision, settings.
+    pub judge: String,
+    /// The packs granted the judge in the job that wrote the scores.
+    pub packs: Vec<String>,
 }
 
 /// Arguments of `engine score` that override rules.toml.
@@ -76,12 +117,14 @@ pub struct ScoreReport {
     pub skipped: usize,
     pub summary: ScoreSummary,
     pub load_seconds: f64,
+    /// The judge's id and what it did, when the job had one.
+    pub judge: Option<(String, JudgeStats)>,
 }
 
 /// `engine score`: reads the pairs, scores their unique samples under every rule.
 pub fn score(config: &Path, args: &ScoreArgs) -> Result<ScoreReport, AppError> {
     let started = Instant::now();
-    let Loaded { job, runtime: _runtime, registry } = load(config)?;
+    let Loaded { job, runtime: _runtime, registry, judge } = load(config)?;
     let load_seconds = started.elapsed().as_secs_f64();
     let input = args.input.clone().or(job.input.clone()).ok_or_else(|| {
         AppError::Usage(format!("no input: pass --input FILE or set job.input in {}", job.config_path.display()))
@@ -101,9 +144,23 @@ pub fn score(config: &Path, args: &ScoreArgs) -> Result<ScoreReport, AppError> {
         threads: args.threads.or(job.threads),
         quarantine_after: job.quarantine_after,
         progress: args.progress,
+        only: adapter_plan(&job, &read.pairs)?,
     };
+    if let Some(judge) = &judge {
+        let sidecar = JudgeSidecar {
+            judge: judge.id().to_string(),
+            packs: job.packs.iter().filter(|p| p.spec.grants.judge).map(|p| p.spec.name.clone()).collect(),
+        };
+        let path = judge_sidecar(&out);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| AppError::Io { path: parent.to_path_buf(), source })?;
+        }
+        let text = serde_json::to_string_pretty(&sidecar).expect("the sidecar serialises") + "\n";
+        std::fs::write(&path, text).map_err(|source| AppError::Io { path: path.clone(), source })?;
+    }
     let summary = score::score(&registry, &index.samples, &opts)?;
-    Ok(ScoreReport { out, pairs: read.pairs.len(), skipped: read.skipped.len(), summary, load_seconds })
+    let judge = judge.map(|j| (j.id().to_string(), j.stats()));
+    Ok(ScoreReport { out, pairs: read.pairs.len(), skipped: read.skipped.len(), summary, load_seconds, judge })
 }
 
 /// `engine rules list`: one line per enabled rule.
@@ -150,7 +207,7 @@ pub fn rules_verify(config: &Path) -> Result<Vec<Verified>, AppError> {
 
 /// `engine rules inspect RULE`: everything known about one rule and its pack.
 pub fn rules_inspect(config: &Path, rule_id: &str) -> Result<String, AppError> {
-    let Loaded { job, registry, .. } = load(config)?;
+    let Loaded { job, registry, judge, .. } = load(config)?;
     let rule = registry.rules.iter().find(|r| r.meta.id == rule_id).ok_or_else(|| {
         let known: Vec<&str> = registry.rules.iter().map(|r| r.meta.id.as_str()).collect();
         AppError::Usage(format!(
@@ -181,9 +238,35 @@ pub fn rules_inspect(config: &Path, rule_id: &str) -> Result<String, AppError> {
         if header.imports.is_empty() { "none".into() } else { header.imports.join(", ") }
     );
     let _ = writeln!(text, "grants       {}", if spec.grants.judge { "judge" } else { "none" });
-    let config: Vec<String> = spec.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if let (true, Some(judge)) = (spec.grants.judge, &judge) {
+        let _ = writeln!(text, "judge        {}", judge.id());
+    }
+    let files = job.config_files.get(&plugin.name);
+    let config: Vec<String> = spec
+        .config
+        .iter()
+        .map(|(k, v)| match files.and_then(|f| f.iter().find(|(key, _)| key == k)) {
+            Some((_, file)) => format!("{k}=<{} bytes from {}>", v.len(), file.display()),
+            None => format!("{k}={v}"),
+        })
+        .collect();
     let _ = write!(text, "config       {}", if config.is_empty() { "none".into() } else { config.join(", ") });
     Ok(text)
+}
+
+/// Under the adapter strategy, the rules to score per sample: the adapter's first k
+/// predictions for each pair the sample is in. `None` (every rule) otherwise.
+type ScoringPlan = std::sync::Arc<std::collections::HashMap<data::SampleHash, std::collections::BTreeSet<String>>>;
+
+fn adapter_plan(job: &Job, pairs: &[data::Pair]) -> Result<Option<ScoringPlan>, AppError> {
+    let (Some(k), true) = (job.strategy.k(), job.strategy.needs_predictions()) else {
+        return Ok(None);
+    };
+    let dir = job.adapter.as_ref().ok_or_else(|| {
+        AppError::Usage(format!("the adapter strategy needs [selection] adapter in {}", job.config_path.display()))
+    })?;
+    let predictions = crate::adapter::predictions_for(dir, &job.run.train.encoder, pairs)?;
+    Ok(Some(std::sync::Arc::new(crate::adapter::scoring_plan(pairs, &predictions, k))))
 }
 
 /// Arguments of `engine label` that override rules.toml.
@@ -225,7 +308,21 @@ pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
     let strategy = args.strategy.clone().unwrap_or(job.strategy.clone());
     let labeler = Labeler::new(args.tie_policy.unwrap_or(job.tie_policy), crate::label::DEFAULT_EPSILON)
         .map_err(|e| AppError::Usage(e.to_string()))?;
-    let records = labeling::label_pairs(&pairs, &table, &strategy, &labeler, &pack_hashes(&job))?;
+    let predictions = match (&strategy, &job.adapter) {
+        (s, Some(dir)) if s.needs_predictions() => {
+            Some(crate::adapter::predictions_for(dir, &job.run.train.encoder, &pairs)?)
+        }
+        (s, None) if s.needs_predictions() => {
+            return Err(AppError::Usage(format!(
+                "the adapter strategy needs [selection] adapter = \"<folder>\" in {}",
+                job.config_path.display()
+            )));
+        }
+        _ => None,
+    };
+    let mut records =
+        labeling::label_pairs(&pairs, &table, &strategy, &labeler, &pack_hashes(&job), predictions.as_ref())?;
+    attach_judge(&mut records, &scores_path)?;
     let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("labeled.jsonl"));
     let mut text = String::new();
     for record in &records {
@@ -240,6 +337,50 @@ pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
     std::fs::rename(&tmp, &out).map_err(|source| AppError::Io { path: out.clone(), source })?;
     let agreement = records.iter().any(|r| r.gold.is_some()).then(|| labeling::agreement(&records, 0));
     Ok(LabelReport { out, records, agreement })
+}
+
+/// Names the judge in every audit record whose voting rules came from a pack that asked it,
+/// as recorded by `engine score` beside the scores (see [`judge_sidecar`]).
+fn attach_judge(records: &mut [AuditRecord], scores: &Path) -> Result<(), AppError> {
+    let path = judge_sidecar(scores);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(AppError::Io { path, source }),
+    };
+    let sidecar: JudgeSidecar = serde_json::from_str(&text).map_err(|e| AppError::BadRecord {
+        path: path.clone(),
+        line: e.line(),
+        message: e.to_string(),
+    })?;
+    for record in records {
+        let mut voted = record.selected.iter().chain(&record.fallback);
+        if voted.any(|r| sidecar.packs.contains(&r.pack)) {
+            record.judge = Some(sidecar.judge.clone());
+        }
+    }
+    Ok(())
+}
+
+/// `engine rules judge-probe`: the AUC of the job's judge on a labelled probe set, once per
+/// layout (see [`crate::judge::probe`]). The judge is loaded from `[judge]` once per layout.
+pub fn judge_probe(
+    config: &Path,
+    data: &Path,
+    layouts: &[crate::judge::Layout],
+) -> Result<Vec<(crate::judge::Layout, crate::judge::probe::ProbeReport)>, AppError> {
+    use crate::judge::probe;
+    let mut job = Job::load(config)?;
+    let items = probe::read_items(data).map_err(|e| AppError::Usage(e.to_string()))?;
+    let mut reports = Vec::new();
+    for &layout in layouts {
+        job.judge.options.layout = layout;
+        let judge = load_judge(&job)?;
+        let report = probe::probe(judge.as_ref(), &items, probe::DEFAULT_QUESTION)
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+        reports.push((layout, report));
+    }
+    Ok(reports)
 }
 
 /// Reads labeled.jsonl.
@@ -288,7 +429,7 @@ pub fn eval_labels(
     strategies
         .iter()
         .map(|strategy| {
-            let records = labeling::label_pairs(&pairs, &table, strategy, &labeler, &hashes)?;
+            let records = labeling::label_pairs(&pairs, &table, strategy, &labeler, &hashes, None)?;
             Ok(labeling::agreement(&records, 0))
         })
         .collect()

@@ -7,7 +7,7 @@
 //! hashes and the judge. [`explain`] turns a record into plain words, and [`agreement`]
 //! measures how often rule labels agree with gold (human) labels.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,11 @@ struct Row {
     scores: Vec<Option<RuleScore>>,
     rationales: Vec<Option<String>>,
     judge_calls: u32,
+    /// Judge calls per rule column.
+    calls: Vec<u32>,
+    /// Rules evaluated on this sample (all of them unless scoring was restricted, as
+    /// under the Rule Adapter).
+    evaluated: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +77,18 @@ impl ScoreTable {
         let rule_ids: Vec<String> = rules.keys().map(|r| r.to_string()).collect();
         let packs = rules.values().map(|(_, pack)| pack.to_string()).collect();
         let column: HashMap<&str, usize> = rule_ids.iter().enumerate().map(|(i, r)| (r.as_str(), i)).collect();
-        let empty = Row { scores: vec![None; rule_ids.len()], rationales: vec![None; rule_ids.len()], judge_calls: 0 };
+        let empty =
+            Row { scores: vec![None; rule_ids.len()], rationales: vec![None; rule_ids.len()], judge_calls: 0,
+            calls: vec![0; rule_ids.len()],
+            evaluated: 0,
+        };
         let mut rows: HashMap<String, Row> = HashMap::new();
         for r in records {
             let row = rows.entry(r.sample.clone()).or_insert_with(|| empty.clone());
             let c = column[r.rule.as_str()];
             row.judge_calls += r.judge_calls;
+            row.calls[c] += r.judge_calls;
+            row.evaluated += 1;
             if let Outcome::Ok { score, relevance, rationale } = &r.outcome {
                 row.scores[c] = Some(RuleScore { score: f64::from(*score), relevance: f64::from(*relevance) });
                 row.rationales[c] = rationale.clone();
@@ -93,6 +104,27 @@ impl ScoreTable {
             side: if side == Pref::A { "a" } else { "b" },
             sample,
         })
+    }
+
+    /// Both responses' verdicts of `pair` (indexed like [`ScoreTable::rule_ids`]).
+    pub fn pair_scores(&self, pair: &Pair) -> Result<(&[Option<RuleScore>], &[Option<RuleScore>]), LabelingError> {
+        Ok((&self.row(pair, Pref::A)?.scores, &self.row(pair, Pref::B)?.scores))
+    }
+
+    /// Judge calls spent on `pair`'s two responses, all rules.
+    pub fn judge_calls(&self, pair: &Pair) -> Result<u32, LabelingError> {
+        Ok(self.row(pair, Pref::A)?.judge_calls + self.row(pair, Pref::B)?.judge_calls)
+    }
+
+    /// Judge calls spent on `pair`'s two responses by the rules in `columns` only.
+    pub fn judge_calls_of(&self, pair: &Pair, columns: &BTreeSet<usize>) -> Result<u32, LabelingError> {
+        let (a, b) = (self.row(pair, Pref::A)?, self.row(pair, Pref::B)?);
+        Ok(columns.iter().map(|&c| a.calls[c] + b.calls[c]).sum())
+    }
+
+    /// The column of a rule id.
+    pub fn column(&self, rule: &str) -> Option<usize> {
+        self.rule_ids.binary_search_by(|r| r.as_str().cmp(rule)).ok()
     }
 
     /// Entropy of each rule's score distribution over every scored sample.
@@ -151,20 +183,26 @@ pub struct AuditRecord {
 }
 
 /// Labels every pair. `pack_hashes` maps pack names to their pinned sha256.
+/// `predictions` (pair id → rule ids, best first) is what the Rule Adapter predicted; the
+/// `adapter` strategy needs it, the others ignore it.
 pub fn label_pairs(
     pairs: &[Pair],
     table: &ScoreTable,
     strategy: &Strategy,
     labeler: &Labeler,
     pack_hashes: &BTreeMap<String, String>,
+    predictions: Option<&HashMap<String, Vec<String>>>,
 ) -> Result<Vec<AuditRecord>, LabelingError> {
     let entropies = strategy.needs_entropies().then(|| table.entropies());
     let selector = Selector::new(strategy.clone(), table.rule_ids.clone(), entropies.as_deref())?;
     let mut records = Vec::with_capacity(pairs.len());
     for pair in pairs {
         let (a, b) = (table.row(pair, Pref::A)?, table.row(pair, Pref::B)?);
+        let predicted: Option<Vec<usize>> = predictions.map(|p| {
+            p.get(&pair.id).map(|ids| ids.iter().filter_map(|id| table.column(id)).collect()).unwrap_or_default()
+        });
         let (selection, labeled) =
-            labeler.label_pair(&selector, &pair.id, PairScores::new(&a.scores, &b.scores), None)?;
+            labeler.label_pair(&selector, &pair.id, PairScores::new(&a.scores, &b.scores), predicted.as_deref())?;
         records.push(audit(pair, table, &selector, labeler, (a, b), &selection, labeled, pack_hashes));
     }
     Ok(records)
@@ -217,7 +255,7 @@ fn audit(
         selectable: selection.selectable,
         selected,
         fallback,
-        evaluations: 2 * table.rule_ids.len(),
+        evaluations: a.evaluated + b.evaluated,
         judge_calls: a.judge_calls + b.judge_calls,
         gold: pair.gold,
         packs,
@@ -413,7 +451,7 @@ mod tests {
         assert_eq!(table.rule_ids, ["broken", "harm", "tone"]);
         let hashes = BTreeMap::from([("core".to_string(), "abc".to_string())]);
         let strategy = Strategy::max_discrepancy(1, 0.5).unwrap();
-        let labeled = label_pairs(std::slice::from_ref(&p), &table, &strategy, &Labeler::default(), &hashes).unwrap();
+        let labeled = label_pairs(std::slice::from_ref(&p), &table, &strategy, &Labeler::default(), &hashes, None).unwrap();
         let r = &labeled[0];
         assert_eq!(r.label, Label::Chosen { winner: Pref::A });
         assert_eq!(r.selectable, 2, "the rule that failed on A cannot vote");
@@ -440,7 +478,7 @@ mod tests {
         let q = pair("p2", "z", "w");
         let mut records = vec![record(&p, Pref::A, "r", ok(1.0, 1.0)), record(&p, Pref::B, "r", ok(0.0, 1.0))];
         let table = ScoreTable::from_records(&records).unwrap();
-        let err = label_pairs(&[q], &table, &Strategy::All, &Labeler::default(), &BTreeMap::new()).unwrap_err();
+        let err = label_pairs(&[q], &table, &Strategy::All, &Labeler::default(), &BTreeMap::new(), None).unwrap_err();
         assert!(err.to_string().contains("pair \"p2\": response a was never scored"), "{err}");
         let mut other = record(&p, Pref::A, "r", ok(1.0, 1.0));
         other.rule_hash = "other".into();

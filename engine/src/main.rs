@@ -30,6 +30,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole job: score → label → train → eval → report, into job.output.
+    ///
+    /// Scores every response under every enabled rule, labels each pair by its selected
+    /// rules, trains a reward model on those labels, evaluates it on held-out pairs with
+    /// gold labels (`[eval] holdout`) and on `[eval] data`, and writes report.md,
+    /// report.json and plots/*.svg. Interrupted and run again, every stage picks up where
+    /// it stopped (scoring resumes exactly; training resumes from its last checkpoint).
+    #[command(after_help = "\
+Examples:
+  engine run                               the default job (rules.toml): demo data, embedded models
+  engine run --config my-job.toml -j 8     another job, 8 threads
+Output (job.output, e.g. runs/demo/):
+  scores.jsonl labeled.jsonl heldout.jsonl rm/ eval/ report.md report.json plots/")]
+    Run {
+        /// The job file.
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+        /// Worker threads for scoring and training (default: all cores).
+        #[arg(long, short = 'j')]
+        threads: Option<usize>,
+        /// No progress bars.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Score every unique (prompt, response) under every enabled rule into scores.jsonl.
     ///
     /// Runs in parallel and streams results in a canonical order (sample hash, then rule
@@ -127,6 +151,20 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Train a reward model on preference pairs (gold or rule labels) and export it for HF transformers.
+    Train(engine::reward::cli::TrainArgs),
+    /// Evaluate a reward model RewardBench-style: accuracy per subset (ties count as wrong),
+    /// overall with a 95% bootstrap interval, the weighted Safety score; eval.json + eval.md.
+    Eval(engine::eval::cli::EvalArgs),
+    /// Serve a reward model over HTTP (POST /score, OpenRLHF's POST /get_reward, GET /health)
+    /// with request batching and graceful shutdown.
+    Serve(engine::serve::reward::ServeArgs),
+    /// Train the Rule Adapter, which predicts from a pair's text the k rules max-discrepancy
+    /// selection would keep, so that new pairs need the judge for those k rules only.
+    Adapter {
+        #[command(subcommand)]
+        command: AdapterCommand,
+    },
     /// Make, sign, check and publish rule-pack bundles for a marketplace index.
     Pack {
         #[command(subcommand)]
@@ -137,6 +175,34 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Serve a judge model over an OpenAI-compatible completions API (POST /v1/completions
+    /// with `logprobs`, GET /health, GET /v1/models), for `backend = "openai"` judges.
+    ServeJudge {
+        /// The model: a .gguf file or a safetensors checkpoint folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// Address to listen on; port 0 picks a free one (printed as `listening on http://ADDR`).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// auto (f32 for small models) | f32 | quantized.
+        #[arg(long, default_value = "auto", value_parser = engine::serve::judge::parse_precision)]
+        precision: engine::judge::Precision,
+        /// The most tokens of one prompt.
+        #[arg(long, default_value_t = 2048)]
+        max_context: usize,
+        /// A tokenizer.json (default: beside the model, else the GGUF metadata).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// The model's name in replies (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Sample prefixes whose KV caches are kept (0: none).
+        #[arg(long, default_value_t = 8)]
+        prefix_cache: usize,
+        /// Forward passes run at once.
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
     },
 }
 
@@ -159,8 +225,64 @@ enum RulesCommand {
         #[arg(long, short, default_value = "rules.toml")]
         config: PathBuf,
     },
+    /// The judge's AUC on a labelled set: does P(yes) − P(no) rank responses that follow a
+    /// rule above responses that violate it? Runs the `[judge]` model of the job for each
+    /// prompt layout.
+    JudgeProbe {
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+        /// JSON Lines of {id, rule_id?, rule, prompt, response, follows}.
+        #[arg(long, default_value = "data/judge-probe.jsonl")]
+        data: PathBuf,
+        /// sample-first | rule-first | both.
+        #[arg(long, default_value = "both")]
+        layout: String,
+        /// Also write the reports (with every item's score) as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     #[command(flatten)]
     Market(engine::market::command::MarketRulesCommand),
+}
+
+#[derive(Subcommand)]
+enum AdapterCommand {
+    /// Train an adapter on fully scored pairs and report recall@k, label agreement and the
+    /// judge calls it saves on a held-out share.
+    #[command(after_help = "\
+Example:
+  engine score --config rules.toml --input train.jsonl --out runs/full/scores.jsonl
+  engine adapter train --scores runs/full/scores.jsonl --pairs train.jsonl --out runs/adapter
+Then set `strategy = \"adapter:k=5\"` and `adapter = \"runs/adapter\"` under [selection].")]
+    Train {
+        /// Scores of every rule on both responses of every pair (`engine score`).
+        #[arg(long)]
+        scores: PathBuf,
+        /// The pairs those scores are of.
+        #[arg(long)]
+        pairs: PathBuf,
+        /// Output folder.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// The sentence encoder (a BERT folder with config.json, model.safetensors, tokenizer.json).
+        #[arg(long, default_value = "models/all-minilm-l6-v2")]
+        encoder: PathBuf,
+        /// Rules per pair to predict (default 5).
+        #[arg(long)]
+        k: Option<usize>,
+        /// λ of the max-discrepancy targets (default 0.5).
+        #[arg(long)]
+        lambda: Option<f64>,
+        /// Training epochs (default 60).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Share of pairs held out for the report (default 0.2).
+        #[arg(long)]
+        holdout: Option<f64>,
+        /// Seed for the initialisation, shuffling and the held-out split (default 17).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -202,6 +324,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             for (rule, reason) in &s.quarantined {
                 eprintln!("  quarantined {rule}: {reason}");
+            }
+            if let Some((id, stats)) = &report.judge {
+                eprintln!("  judge {id}: {stats}");
             }
             println!("{}", report.out.display());
             Ok(ExitCode::SUCCESS)
@@ -256,7 +381,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Adapter { command: AdapterCommand::Train { scores, pairs, out, encoder, k, lambda, epochs, holdout, seed } } => {
+            let files = engine::adapter::TrainFiles { scores, pairs, encoder, out: out.clone() };
+            let defaults = engine::adapter::TrainOptions::default();
+            let opts = engine::adapter::TrainOptions {
+                k: k.unwrap_or(defaults.k),
+                lambda: lambda.unwrap_or(defaults.lambda),
+                epochs: epochs.unwrap_or(defaults.epochs),
+                holdout: holdout.unwrap_or(defaults.holdout),
+                seed: seed.unwrap_or(defaults.seed),
+                ..defaults
+            };
+            let report = engine::adapter::train_files(&files, &opts)?;
+            print!("{report}");
+            println!("wrote {} (adapter.json, adapter.safetensors, report.json)", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => {
+            let outcome = engine::eval::cli::run_eval(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&outcome.report)?);
+            } else {
+                print!("{}", engine::eval::summary(&outcome.report));
+            }
+            let w = &outcome.written;
+            eprintln!("wrote {}, {} and {}", w.json.display(), w.markdown.display(), w.rewards.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            engine::serve::reward::run_args(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Train(args) => {
+            println!("{}", engine::reward::cli::run_train(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config, threads, quiet } => {
+            let report = engine::report::run(&engine::report::RunOptions { config, threads, progress: !quiet })?;
+            println!("{}", engine::report::summary(&report));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pack { command } => engine::market::command::run_pack(command),
+        Command::ServeJudge { model, addr, precision, max_context, tokenizer, name, prefix_cache, parallel } => {
+            let options = engine::serve::judge::ServeJudgeOptions {
+                precision,
+                max_context,
+                tokenizer,
+                name,
+                prefix_cache,
+                parallel,
+                ..engine::serve::judge::ServeJudgeOptions::new(model, addr)
+            };
+            engine::serve::judge::run(options)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rules { command } => match command {
             RulesCommand::Market(command) => engine::market::command::run_rules(command),
             RulesCommand::List { config } => {
@@ -278,6 +456,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             RulesCommand::Inspect { rule, config } => {
                 println!("{}", app::rules_inspect(&config, &rule)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            RulesCommand::JudgeProbe { config, data, layout, json } => {
+                use engine::judge::Layout;
+                let layouts = match layout.as_str() {
+                    "both" => vec![Layout::SampleFirst, Layout::RuleFirst],
+                    one => vec![one.parse::<Layout>().map_err(anyhow::Error::msg)?],
+                };
+                let reports = app::judge_probe(&config, &data, &layouts)?;
+                println!(
+                    "| layout | items | AUC | AUC within rule | sign accuracy | mean score (follows) | mean score (violates) | P(yes)+P(no) | seconds |"
+                );
+                println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+                for (layout, r) in &reports {
+                    println!(
+                        "| {} | {} | {:.3} | {:.3} | {:.3} | {:+.4} | {:+.4} | {:.3} | {:.1} |",
+                        layout.as_str(),
+                        r.items,
+                        r.auc,
+                        r.auc_within_rule,
+                        r.sign_accuracy,
+                        r.mean_score_follows,
+                        r.mean_score_violates,
+                        r.mean_answer_mass,
+                        r.seconds
+                    );
+                }
+                if let Some(path) = json {
+                    let rows: Vec<serde_json::Value> =
+                        reports.iter().map(|(l, r)| serde_json::json!({ "layout": l.as_str(), "report": r })).collect();
+                    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+                }
                 Ok(ExitCode::SUCCESS)
             }
         },

@@ -9,6 +9,7 @@
 //! |----------------|-------------------------------|---------------------------------------|
 //! | `example-rule` | plugins/example-rule (Rust)   | plugins/dist/example-rule.wasm        |
 //! | `core-rules`   | plugins/core-rules (Rust)     | plugins/dist/core-rules.wasm          |
+//! | `judge-rules`  | plugins/judge-rules (Rust)    | plugins/dist/judge-rules.wasm         |
 //! | `c-pack`       | plugins/c-pack (C)            | plugins/dist/c-pack.wasm              |
 //! | `hostile-pack` | tests/fixtures/hostile-pack   | tests/fixtures/dist/hostile-pack.wasm |
 //!
@@ -63,6 +64,7 @@ const PACKS: &[Pack] = &[
         output: "plugins/dist/example-rule.wasm",
     },
     Pack { name: "core-rules", source: Source::Rust { krate: "core-rules" }, output: "plugins/dist/core-rules.wasm" },
+    Pack { name: "judge-rules", source: Source::Rust { krate: "judge-rules" }, output: "plugins/dist/judge-rules.wasm" },
     Pack { name: "c-pack", source: Source::C { dir: "plugins/c-pack" }, output: "plugins/dist/c-pack.wasm" },
     Pack {
         name: "hostile-pack",
@@ -79,7 +81,7 @@ usage: cargo xtask build-plugins [--check] [--pack NAME]...
                          binaries (plugins/dist/*.wasm, tests/fixtures/dist/*.wasm)
       --check            build into target/plugin-check/ instead and fail unless every
                          output is byte-for-byte identical to the committed file
-      --pack NAME        only this pack (repeatable): example-rule, core-rules, c-pack,
+      --pack NAME        only this pack (repeatable): example-rule, core-rules, judge-rules, c-pack,
                          hostile-pack
   test-c-pack            compile the C pack's rules natively with the host's C compiler
                          and run their unit tests (plugins/c-pack/tests/)

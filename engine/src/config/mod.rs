@@ -18,9 +18,26 @@
 //! sha256 = "…64 hex digits…"     # the pack refuses to load if the file differs
 //! grants = []                    # capabilities: only "judge" exists
 //! disable = ["over-refusal"]     # rule ids not to run
+//! # enable = ["pii-leak"]        # or: only these rule ids
 //! [pack.config]                  # strings handed to the pack's `configure`
 //! threshold = "0.5"
+//! [pack.config_files]            # files the host reads and hands over as config strings
+//! rules = "plugins/judge-rules/rules.toml"
+//!
+//! [judge]                        # the judge model, loaded only if a pack is granted "judge"
+//! model = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 //! ```
+//!
+//! **Files for packs.** Packs cannot read files, so a pack whose settings live in a file
+//! (the judge rule pack's rule texts) names it under `[pack.config_files]`: the host reads
+//! each file (relative to rules.toml) when the job is loaded and passes its text to the
+//! pack's `configure` under that key, exactly like a `[pack.config]` string. The text is
+//! part of the config, so it is part of every rule hash: editing the file re-scores the
+//! pack's rules. A missing or non-UTF-8 file is an error at the line that names it.
+//!
+//! **The judge.** `[judge]` ([`RawJudge`]) configures the model behind the `judge` host
+//! import. It is loaded (and its file checked) only when an enabled pack is granted
+//! `judge`, so jobs of deterministic rules never touch a model.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -30,6 +47,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::data::Format;
+use crate::judge::{CandleJudgeOptions, ChatTemplate, JudgeDevice, Precision};
 use crate::label::TiePolicy;
 use crate::plugin::{Grants, PluginSpec, SandboxLimits};
 use crate::select::Strategy;
@@ -50,6 +68,58 @@ pub struct RawConfig {
     /// (validated by `crate::market`).
     #[serde(default)]
     pub market: crate::market::RawMarket,
+    /// `[judge]`: the judge model (see [`RawJudge`]).
+    #[serde(default)]
+    pub judge: RawJudge,
+    /// `[train]` and `[eval]`: the reward-model stages of `engine run` (validated by
+    /// [`crate::report::RunSettings`]).
+    #[serde(default)]
+    pub train: crate::report::RawTrain,
+    #[serde(default)]
+    pub eval: crate::report::RawEval,
+}
+
+/// The embedded judge model, relative to rules.toml (`scripts/setup.sh` downloads it).
+pub const DEFAULT_JUDGE_MODEL: &str = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// `[judge]`: the model that answers the `judge` host import. Every key is optional; the
+/// defaults are [`CandleJudgeOptions::default`] and [`DEFAULT_JUDGE_MODEL`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJudge {
+    /// `candle` (the local backend; the only one so far).
+    pub backend: Option<Spanned<String>>,
+    /// A `.gguf` file, or a safetensors checkpoint folder with config.json.
+    pub model: Option<Spanned<String>>,
+    /// `auto` (f32 for small models, see `judge::AUTO_F32_MAX_PARAMS`) | `f32` | `quantized`.
+    pub precision: Option<Spanned<String>>,
+    /// `cpu` | `cuda` | `cuda:N`.
+    pub device: Option<Spanned<String>>,
+    /// The most tokens of one prompt.
+    pub max_context: Option<Spanned<i64>>,
+    /// Tokens of the context kept for the question part.
+    pub question_reserve: Option<Spanned<i64>>,
+    /// Samples whose prefix KV cache is kept (at least the number of scoring threads).
+    pub prefix_cache: Option<Spanned<i64>>,
+    /// Prompt tokens per forward pass.
+    pub prefill_chunk: Option<Spanned<i64>>,
+    /// `auto` (from the tokenizer's special tokens) | `chatml` | `llama3`.
+    pub template: Option<Spanned<String>>,
+    /// `sample-first` (cached prefix, the default) | `rule-first` (the paper's order).
+    pub layout: Option<Spanned<String>>,
+    /// Divide P(yes) and P(no) by their sum.
+    pub renormalize: Option<bool>,
+    /// A tokenizer.json to use instead of the one beside the model or in the GGUF.
+    pub tokenizer: Option<Spanned<String>>,
+}
+
+/// The validated `[judge]` section.
+#[derive(Clone, Debug)]
+pub struct JudgeConfig {
+    pub model: PathBuf,
+    pub options: CandleJudgeOptions,
+    /// The line that names the model (or the `[judge]` header, or 1), for errors.
+    pub line: usize,
 }
 
 /// `[selection]`: how pairs are labeled from their rules' scores.
@@ -61,6 +131,8 @@ pub struct RawSelection {
     pub strategy: Option<Spanned<String>>,
     /// `drop` (default) | `half` | `fallback-all`.
     pub tie_policy: Option<Spanned<String>>,
+    /// The Rule Adapter folder (`engine adapter train --out`), for `adapter:k=N`.
+    pub adapter: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,8 +162,13 @@ pub struct RawPack {
     pub grants: Vec<Spanned<String>>,
     #[serde(default)]
     pub disable: Vec<Spanned<String>>,
+    /// Only these rule ids of the pack run (default: all but `disable`).
+    pub enable: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub config: BTreeMap<String, Spanned<toml::Value>>,
+    /// Config keys whose value is the text of a file, read by the host.
+    #[serde(default)]
+    pub config_files: BTreeMap<String, Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -118,8 +195,17 @@ pub struct Job {
     pub quarantine_after: u32,
     pub limits: SandboxLimits,
     pub packs: Vec<PackConfig>,
+    /// Per pack name: the only rule ids to run (`enable = [...]`), with their lines.
+    pub enable: BTreeMap<String, Vec<(String, usize)>>,
+    /// Per pack name: config keys read from files, with the file.
+    pub config_files: BTreeMap<String, Vec<(String, PathBuf)>>,
+    pub judge: JudgeConfig,
     pub strategy: Strategy,
     pub tie_policy: TiePolicy,
+    /// `[selection] adapter`: the Rule Adapter folder, for `strategy = "adapter:k=N"`.
+    pub adapter: Option<PathBuf>,
+    /// `[train]` and `[eval]`.
+    pub run: crate::report::RunSettings,
 }
 
 /// A configuration error, located in the file.
@@ -165,6 +251,8 @@ impl Job {
         }
 
         let mut packs: Vec<PackConfig> = Vec::new();
+        let mut enable = BTreeMap::new();
+        let mut config_files = BTreeMap::new();
         for (index, pack) in raw.packs.iter().enumerate() {
             let field = |name: &str| format!("pack[{index}].{name}");
             let name = pack.name.get_ref().trim();
@@ -219,8 +307,43 @@ impl Job {
                 };
                 config.push((key.clone(), text));
             }
+            let mut files = Vec::new();
+            for (key, file) in &pack.config_files {
+                let here = |message: String| {
+                    at(Some(file.span()), format!("{}: {message}", field(&format!("config_files.{key}"))))
+                };
+                if pack.config.contains_key(key) {
+                    return Err(here(format!("`{key}` is also set in [pack.config]; give it in one place")));
+                }
+                let file_path = resolve(file.get_ref());
+                let content = std::fs::read_to_string(&file_path)
+                    .map_err(|e| here(format!("cannot read {}: {e}", file_path.display())))?;
+                config.push((key.clone(), content));
+                files.push((key.clone(), file_path));
+            }
             if !pack.enabled {
                 continue;
+            }
+            if let Some(only) = &pack.enable {
+                if only.is_empty() {
+                    return Err(at(
+                        Some(pack.name.span()),
+                        format!("{}: is empty; remove the pack or set `enabled = false`", field("enable")),
+                    ));
+                }
+                if let Some(both) = only.iter().find(|e| pack.disable.iter().any(|d| d.get_ref() == e.get_ref())) {
+                    return Err(at(
+                        Some(both.span()),
+                        format!("{}: {:?} is both enabled and disabled", field("enable"), both.get_ref()),
+                    ));
+                }
+                enable.insert(
+                    name.to_string(),
+                    only.iter().map(|e| (e.get_ref().clone(), line_of(text, e.span().start))).collect::<Vec<_>>(),
+                );
+            }
+            if !files.is_empty() {
+                config_files.insert(name.to_string(), files);
             }
             packs.push(PackConfig {
                 spec: PluginSpec {
@@ -243,7 +366,35 @@ impl Job {
             Some(t) => t.get_ref().parse().map_err(|e| at(Some(t.span()), format!("selection.tie_policy: {e}")))?,
         };
 
+        let judge = judge_config(&raw.judge, text, &resolve, &at)?;
+        if packs.iter().any(|p| p.spec.grants.judge) && !judge.model.exists() {
+            let hint = if raw.judge.model.is_none() {
+                "; run scripts/setup.sh to download the embedded models, or set [judge] model"
+            } else {
+                "; run scripts/setup.sh for the embedded models, or fix the path"
+            };
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: judge.line,
+                message: format!(
+                    "judge.model: {} not found (a pack is granted \"judge\", so the job needs a judge model){hint}",
+                    judge.model.display()
+                ),
+            });
+        }
+
+        let run = crate::report::RunSettings::from_raw(&raw.train, &raw.eval, &at, &|p: &str| resolve(p))?;
+        let adapter = raw.selection.adapter.as_ref().map(|a| resolve(a.get_ref()));
+        if strategy.needs_predictions() && adapter.is_none() {
+            let span = raw.selection.strategy.as_ref().map(Spanned::span);
+            return Err(at(span, "selection.strategy: the adapter strategy needs selection.adapter = \"<folder written by `engine adapter train`>\"".into()));
+        }
         Ok(Job {
+            run,
+            adapter,
+            enable,
+            config_files,
+            judge,
             strategy,
             tie_policy,
             config_path: path.to_path_buf(),
@@ -266,6 +417,99 @@ impl Job {
     pub fn error_at(&self, line: usize, message: String) -> ConfigError {
         ConfigError::Invalid { path: self.config_path.clone(), line, message }
     }
+}
+
+/// Validates `[judge]` into the candle judge's options.
+fn judge_config(
+    raw: &RawJudge,
+    text: &str,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<JudgeConfig, ConfigError> {
+    let mut options = CandleJudgeOptions::default();
+    let bad = |span: Range<usize>, key: &str, message: String| at(Some(span), format!("judge.{key}: {message}"));
+    if let Some(backend) = &raw.backend
+        && backend.get_ref() != "candle"
+    {
+        return Err(bad(
+            backend.span(),
+            "backend",
+            format!("unknown backend {:?}; available: candle", backend.get_ref()),
+        ));
+    }
+    if let Some(p) = &raw.precision {
+        options.precision = match p.get_ref().as_str() {
+            "auto" => Precision::Auto,
+            "f32" => Precision::F32,
+            "quantized" => Precision::Quantized,
+            other => {
+                return Err(bad(p.span(), "precision", format!("{other:?}: expected auto, f32 or quantized")));
+            }
+        };
+    }
+    if let Some(d) = &raw.device {
+        options.device = match d.get_ref().as_str() {
+            "cpu" => JudgeDevice::Cpu,
+            "cuda" => JudgeDevice::Cuda(0),
+            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(ordinal) => JudgeDevice::Cuda(ordinal),
+                None => return Err(bad(d.span(), "device", format!("{other:?}: expected cpu, cuda or cuda:N"))),
+            },
+        };
+    }
+    let count = |value: &Option<Spanned<i64>>, key: &str, min: i64| -> Result<Option<usize>, ConfigError> {
+        match value {
+            None => Ok(None),
+            Some(v) if *v.get_ref() < min => {
+                Err(bad(v.span(), key, format!("{} is below the minimum {min}", v.get_ref())))
+            }
+            Some(v) => Ok(Some(*v.get_ref() as usize)),
+        }
+    };
+    if let Some(n) = count(&raw.max_context, "max_context", 16)? {
+        options.max_context = n;
+    }
+    if let Some(n) = count(&raw.question_reserve, "question_reserve", 8)? {
+        options.question_reserve = n;
+    }
+    if let Some(n) = count(&raw.prefix_cache, "prefix_cache", 0)? {
+        options.prefix_cache = n;
+    }
+    if let Some(n) = count(&raw.prefill_chunk, "prefill_chunk", 1)? {
+        options.prefill_chunk = n;
+    }
+    if let (Some(reserve), context) = (&raw.question_reserve, options.max_context)
+        && options.question_reserve + 8 > context
+    {
+        return Err(bad(
+            reserve.span(),
+            "question_reserve",
+            format!("{} leaves no room for the sample in max_context {context}", options.question_reserve),
+        ));
+    }
+    if let Some(t) = &raw.template {
+        options.template = ChatTemplate::by_name(t.get_ref()).ok_or_else(|| {
+            bad(t.span(), "template", format!("unknown template {:?}; expected auto, chatml or llama3", t.get_ref()))
+        })?;
+    }
+    if let Some(l) = &raw.layout {
+        options.layout = l.get_ref().parse().map_err(|e: String| bad(l.span(), "layout", e))?;
+    }
+    if let Some(r) = raw.renormalize {
+        options.renormalize = r;
+    }
+    if let Some(t) = &raw.tokenizer {
+        let file = resolve(t.get_ref());
+        if !file.is_file() {
+            return Err(bad(t.span(), "tokenizer", format!("{} not found", file.display())));
+        }
+        options.tokenizer = Some(file);
+    }
+    let (model, line) = match &raw.model {
+        Some(m) => (resolve(m.get_ref()), line_of(text, m.span().start)),
+        None => (resolve(DEFAULT_JUDGE_MODEL), text.find("[judge]").map_or(1, |o| line_of(text, o))),
+    };
+    Ok(JudgeConfig { model, options, line })
 }
 
 /// 1-based line number of byte `offset` in `text`.
@@ -335,6 +579,72 @@ mod tests {
         assert_eq!(job.tie_policy, TiePolicy::Half);
         let err = parse("[selection]\nstrategy = \"max-discrepancy:k=0\"\n").unwrap_err();
         assert!(err.starts_with("/jobs/rules.toml:2: selection.strategy"), "{err}");
+    }
+
+    #[test]
+    fn judge_section_is_validated_and_only_needed_with_a_judge_grant() {
+        // No pack asks the judge: a missing model is fine.
+        let job = parse(&pack("")).unwrap();
+        assert_eq!(job.judge.model, Path::new("/jobs").join(DEFAULT_JUDGE_MODEL));
+        assert_eq!(job.judge.options.layout, crate::judge::Layout::SampleFirst);
+        // A judge grant needs the model file, and says how to get it.
+        let err = parse(&pack("grants = [\"judge\"]")).unwrap_err();
+        assert!(err.contains("judge.model") && err.contains("scripts/setup.sh"), "{err}");
+        let err = parse(&format!("{}\n[judge]\nmodel = \"m.gguf\"\n", pack("grants = [\"judge\"]"))).unwrap_err();
+        assert!(err.starts_with("/jobs/rules.toml:7: judge.model: /jobs/m.gguf not found"), "{err}");
+
+        let judge = "[judge]\nprecision = \"quantized\"\ndevice = \"cuda:1\"\nmax_context = 512\n\
+                     question_reserve = 128\nprefix_cache = 2\ntemplate = \"llama3\"\nlayout = \"rule-first\"\n\
+                     renormalize = true\n";
+        let job = parse(judge).unwrap();
+        let o = &job.judge.options;
+        assert_eq!(
+            (o.precision, o.device, o.max_context, o.question_reserve),
+            (Precision::Quantized, JudgeDevice::Cuda(1), 512, 128)
+        );
+        assert_eq!(
+            (o.prefix_cache, o.template.name.as_str(), o.layout),
+            (2, "llama3", crate::judge::Layout::RuleFirst)
+        );
+        assert!(o.renormalize);
+        for (text, expected) in [
+            (
+                "[judge]\nprecision = \"f16\"\n",
+                "rules.toml:2: judge.precision: \"f16\": expected auto, f32 or quantized",
+            ),
+            ("[judge]\ndevice = \"tpu\"\n", "rules.toml:2: judge.device"),
+            ("[judge]\nmax_context = 4\n", "rules.toml:2: judge.max_context: 4 is below the minimum 16"),
+            ("[judge]\ntemplate = \"vicuna\"\n", "rules.toml:2: judge.template: unknown template"),
+            ("[judge]\nlayout = \"middle\"\n", "rules.toml:2: judge.layout: unknown layout"),
+            ("[judge]\n\ntemperature = 0.5\n", "rules.toml:3:"),
+            ("[judge]\nbackend = \"remote\"\n", "rules.toml:2: judge.backend"),
+            ("[judge]\nmax_context = 64\nquestion_reserve = 60\n", "rules.toml:3: judge.question_reserve"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn config_files_are_read_by_the_host_and_enable_lists_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rules.txt"), "the text").unwrap();
+        let config = dir.path().join("rules.toml");
+        let text = pack("enable = [\"a\", \"b\"]\n[pack.config_files]\nrules = \"rules.txt\"\n");
+        let job = Job::parse(&config, &text).unwrap();
+        assert!(job.packs[0].spec.config.contains(&("rules".into(), "the text".into())));
+        assert_eq!(job.config_files["core"], vec![("rules".to_string(), dir.path().join("rules.txt"))]);
+        assert_eq!(job.enable["core"], vec![("a".to_string(), 5), ("b".to_string(), 5)]);
+        let err = Job::parse(&config, &text.replace("rules.txt", "missing.txt")).unwrap_err().to_string();
+        assert!(
+            err.contains("rules.toml:7: pack[0].config_files.rules: cannot read") && err.contains("missing.txt"),
+            "{err}"
+        );
+        let both = pack("[pack.config]\nrules = \"x\"\n[pack.config_files]\nrules = \"rules.txt\"\n");
+        let err = Job::parse(&config, &both).unwrap_err().to_string();
+        assert!(err.contains("also set in [pack.config]"), "{err}");
+        let err = parse(&pack("enable = [\"a\"]\ndisable = [\"a\"]")).unwrap_err();
+        assert!(err.contains("pack[0].enable: \"a\" is both enabled and disabled"), "{err}");
     }
 
     #[test]

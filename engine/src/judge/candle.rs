@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::answer::{self, AnswerIds, AnswerTokens};
 use super::cache::PrefixCache;
 use super::model::{self, Architecture, KvCache, Transformer, WeightPrecision};
-use super::template::{self, ChatTemplate, JudgePrompt, Part};
+use super::template::{self, ChatTemplate, JudgePrompt, Layout, Part};
 use super::tokenizer::TokenizerSource;
 use super::{Judge, JudgeError, JudgeLoadError, JudgeStats, JudgeTokenizer, Judgement};
 use crate::data::Sample;
@@ -74,8 +74,12 @@ pub struct CandleJudgeOptions {
     pub answers: AnswerTokens,
     /// Divide P(yes) and P(no) by their sum (see [`answer`](super::answer)).
     pub renormalize: bool,
+    /// The model's chat template; [`ChatTemplate::auto`] picks one from the tokenizer.
     pub template: ChatTemplate,
     pub prompt: JudgePrompt,
+    /// Sample first (shared, cached prefix; the default) or rule first (the paper's order,
+    /// every question a full prompt). See [`template`](super::template).
+    pub layout: Layout,
     /// A tokenizer.json to use; by default `tokenizer.json` beside the model, else the GGUF
     /// metadata.
     pub tokenizer: Option<PathBuf>,
@@ -94,6 +98,7 @@ impl Default for CandleJudgeOptions {
             renormalize: false,
             template: ChatTemplate::chatml(),
             prompt: JudgePrompt::default(),
+            layout: Layout::SampleFirst,
             tokenizer: None,
         }
     }
@@ -202,7 +207,7 @@ pub struct PromptTokens {
 impl CandleJudge {
     /// Loads the model at `path`: a `.gguf` file, or a safetensors checkpoint (a folder, or
     /// a `.safetensors` file, with `config.json`).
-    pub fn load(path: impl AsRef<Path>, options: CandleJudgeOptions) -> Result<CandleJudge, JudgeLoadError> {
+    pub fn load(path: impl AsRef<Path>, mut options: CandleJudgeOptions) -> Result<CandleJudge, JudgeLoadError> {
         let started = Instant::now();
         let path = path.as_ref().to_path_buf();
         let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
@@ -268,6 +273,9 @@ impl CandleJudge {
             TokenizerSource::Gguf { path, .. } => path.clone(),
         };
         let tok_err = |reason: String| JudgeLoadError::Tokenizer { path: tokenizer_path.clone(), reason };
+        if options.template.is_auto() {
+            options.template = ChatTemplate::detect(&tokenizer).map_err(tok_err)?;
+        }
         template::check(&tokenizer, &options.template).map_err(tok_err)?;
         let answers = options.answers.resolve(&tokenizer).map_err(tok_err)?;
         let vocab = model.config().vocab;
@@ -346,18 +354,37 @@ impl CandleJudge {
     }
 
     /// The exact token ids of the prompt for `question` about `sample` (after truncation).
+    /// In the rule-first layout the question is in `prefix` and `suffix` is the assistant's
+    /// turn header.
     pub fn prompt_tokens(&self, sample: &Sample, question: &str) -> Result<PromptTokens, JudgeError> {
-        let (prefix, truncated) = self.prefix_tokens(sample)?;
         let suffix = self.suffix_tokens(question)?;
-        Ok(PromptTokens { prefix, suffix, truncated })
+        match self.options.layout {
+            Layout::SampleFirst => {
+                let (prefix, truncated) = self.prefix_tokens(sample, None)?;
+                Ok(PromptTokens { prefix, suffix, truncated })
+            }
+            Layout::RuleFirst => {
+                let t = &self.options;
+                let header = template::render_suffix(&self.tokenizer, &t.template, &t.prompt, None)
+                    .tokens(&self.tokenizer)
+                    .map_err(JudgeError)?;
+                let extra = suffix.len().saturating_sub(header.len());
+                let (prefix, truncated) = self.prefix_tokens(sample, Some((question, extra)))?;
+                Ok(PromptTokens { prefix, suffix: header, truncated })
+            }
+        }
     }
 
     /// The prompt for `question` about `sample` as text, special tokens written out (what a
     /// reference implementation would tokenize; before truncation).
     pub fn prompt_text(&self, sample: &Sample, question: &str) -> String {
         let t = &self.options;
-        let prefix = template::render_prefix(&self.tokenizer, &t.template, &t.prompt, sample, 0);
-        let suffix = template::render_suffix(&self.tokenizer, &t.template, &t.prompt, question);
+        let (first, last) = match t.layout {
+            Layout::SampleFirst => (None, Some(question)),
+            Layout::RuleFirst => (Some(question), None),
+        };
+        let prefix = template::render_prefix(&self.tokenizer, &t.template, &t.prompt, sample, 0, first);
+        let suffix = template::render_suffix(&self.tokenizer, &t.template, &t.prompt, last);
         prefix.text(&self.tokenizer) + &suffix.text(&self.tokenizer)
     }
 
@@ -409,10 +436,11 @@ impl CandleJudge {
         Ok(())
     }
 
-    /// Token ids of the question part; fails if it exceeds `question_reserve`.
+    /// Token ids of the question part (sample-first layout); fails if it exceeds
+    /// `question_reserve`.
     fn suffix_tokens(&self, question: &str) -> Result<Vec<u32>, JudgeError> {
         let t = &self.options;
-        let suffix = template::render_suffix(&self.tokenizer, &t.template, &t.prompt, question);
+        let suffix = template::render_suffix(&self.tokenizer, &t.template, &t.prompt, Some(question));
         let ids = suffix.tokens(&self.tokenizer).map_err(JudgeError)?;
         if ids.len() > t.question_reserve {
             return Err(JudgeError(format!(
@@ -426,12 +454,19 @@ impl CandleJudge {
     }
 
     /// Token ids of the sample part, cut from the left of the conversation to fit
-    /// `context − question_reserve`; also returns how many tokens were cut.
-    fn prefix_tokens(&self, sample: &Sample) -> Result<(Vec<u32>, usize), JudgeError> {
+    /// `context − question_reserve`; also returns how many tokens were cut. In the rule-first
+    /// layout, `question_first` is the question and the tokens its turn takes, which the
+    /// prefix then holds on top of that budget.
+    fn prefix_tokens(
+        &self,
+        sample: &Sample,
+        question_first: Option<(&str, usize)>,
+    ) -> Result<(Vec<u32>, usize), JudgeError> {
         let t = &self.options;
         let tok = &self.tokenizer;
-        let budget = self.info.context - t.question_reserve;
-        let full = template::render_prefix(tok, &t.template, &t.prompt, sample, 0);
+        let budget = self.info.context - t.question_reserve + question_first.map_or(0, |(_, n)| n);
+        let first = question_first.map(|(q, _)| q);
+        let full = template::render_prefix(tok, &t.template, &t.prompt, sample, 0, first);
         let ids = full.tokens(tok).map_err(JudgeError)?;
         if ids.len() <= budget {
             return Ok((ids, 0));
@@ -464,7 +499,7 @@ impl CandleJudge {
                 Some(start) => start - range.start,
                 None => range.len(),
             };
-            let rendered = template::render_prefix(tok, &t.template, &t.prompt, sample, cut);
+            let rendered = template::render_prefix(tok, &t.template, &t.prompt, sample, cut, first);
             let cut_ids = rendered.tokens(tok).map_err(JudgeError)?;
             if cut_ids.len() <= budget {
                 return Ok((cut_ids.clone(), ids.len().saturating_sub(cut_ids.len())));
@@ -482,7 +517,7 @@ impl CandleJudge {
         let slot = self.cache.slot(sample.hash());
         slot.get_or_init(|| {
             self.counters.prefills.fetch_add(1, Ordering::Relaxed);
-            let (ids, truncated) = self.prefix_tokens(sample)?;
+            let (ids, truncated) = self.prefix_tokens(sample, None)?;
             self.count_truncation(truncated);
             let out = self
                 .model
@@ -509,6 +544,9 @@ impl Judge for CandleJudge {
     }
 
     fn ask(&self, sample: &Sample, question: &str) -> Result<Judgement, JudgeError> {
+        if self.options.layout == Layout::RuleFirst {
+            return self.ask_uncached(sample, question);
+        }
         self.counters.questions.fetch_add(1, Ordering::Relaxed);
         let result = (|| {
             let suffix = self.suffix_tokens(question)?;
@@ -528,6 +566,9 @@ impl Judge for CandleJudge {
     /// `prefill_chunk` question tokens): the weights are streamed once per group instead of
     /// once per question. Same numbers as [`ask`](Judge::ask) up to rounding.
     fn ask_many(&self, sample: &Sample, questions: &[&str]) -> Vec<Result<Judgement, JudgeError>> {
+        if self.options.layout == Layout::RuleFirst {
+            return questions.iter().map(|q| self.ask_uncached(sample, q)).collect();
+        }
         self.counters.questions.fetch_add(questions.len() as u64, Ordering::Relaxed);
         let mut results: Vec<Option<Result<Judgement, JudgeError>>> = vec![None; questions.len()];
         let suffixes: Vec<Result<Vec<u32>, JudgeError>> = questions.iter().map(|q| self.suffix_tokens(q)).collect();
@@ -692,6 +733,10 @@ fn judge_id(sha256: &str, info: &ModelInfo, options: &CandleJudgeOptions) -> Str
         info.context,
         options.question_reserve
     );
+    // Added after the first release of the id: the default layout leaves ids unchanged.
+    if options.layout != Layout::SampleFirst {
+        let _ = write!(settings, ";layout={}", options.layout.as_str());
+    }
     let settings = hex::encode(Sha256::digest(settings.as_bytes()));
     let name = info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     format!("candle/{name}/{}/{}/{}", &sha256[..sha256.len().min(12)], info.precision.as_str(), &settings[..12])

@@ -25,6 +25,8 @@ mod cache;
 mod candle;
 mod error;
 pub mod model;
+pub mod probe;
+pub mod remote;
 pub mod template;
 #[cfg(test)]
 mod testkit;
@@ -40,7 +42,8 @@ pub use candle::{
 };
 pub use error::JudgeLoadError;
 pub use model::{Architecture, WeightPrecision};
-pub use template::{ChatTemplate, JudgePrompt};
+pub use remote::{OpenAiJudge, OpenAiJudgeOptions, PromptFormat};
+pub use template::{ChatTemplate, JudgePrompt, Layout};
 pub use tokenizer::{JudgeTokenizer, TokenizerSource};
 
 /// The judge's answer to a yes/no question at the answer position.

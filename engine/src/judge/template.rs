@@ -29,6 +29,13 @@
 //! whole rendered text: a cached continuation and a full rating see the same ids, and so
 //! does a reference that tokenizes the rendered string in one go.
 //!
+//! **Layouts.** [`Layout::SampleFirst`] (above, the default) makes the sample a prefix that
+//! every question about it shares. [`Layout::RuleFirst`] asks the question turn *before* the
+//! sample turn, as the paper's prompt puts the rule before the conversation; the texts are
+//! the same, only the order of the two user turns differs, so the two layouts can be compared
+//! on equal terms (`engine judge probe --layout`). Rule-first shares nothing between the
+//! questions about one sample: every question is a full prompt.
+//!
 //! Template text (roles, headers, the judge's instructions) may contain special tokens;
 //! the sample's messages, its response and the question are always tokenized as plain
 //! text, so a response that contains `<|im_end|>` cannot close its turn.
@@ -74,12 +81,42 @@ impl ChatTemplate {
         }
     }
 
-    /// A built-in template by name (`chatml`, `llama3`).
+    /// A built-in template by name (`chatml`, `llama3`, or `auto`).
     pub fn by_name(name: &str) -> Option<ChatTemplate> {
         match name {
             "chatml" => Some(ChatTemplate::chatml()),
             "llama3" => Some(ChatTemplate::llama3()),
+            "auto" => Some(ChatTemplate::auto()),
             _ => None,
+        }
+    }
+
+    /// "Choose from the tokenizer when loading": [`CandleJudge::load`](super::CandleJudge::load)
+    /// replaces it with [`ChatTemplate::detect`]'s choice.
+    pub fn auto() -> ChatTemplate {
+        ChatTemplate { name: "auto".into(), bos: String::new(), turn_start: String::new(), turn_end: String::new() }
+    }
+
+    /// Whether this is the [`auto`](Self::auto) placeholder.
+    pub fn is_auto(&self) -> bool {
+        self.name == "auto" && self.turn_start.is_empty()
+    }
+
+    /// The built-in template whose special tokens the tokenizer has: ChatML when it knows
+    /// `<|im_start|>`, Llama 3 when it knows `<|start_header_id|>`.
+    pub fn detect(tokenizer: &JudgeTokenizer) -> Result<ChatTemplate, String> {
+        let has = |t: &str| tokenizer.specials().iter().any(|(s, _)| s == t);
+        if has("<|im_start|>") && has("<|im_end|>") {
+            Ok(ChatTemplate::chatml())
+        } else if has("<|start_header_id|>") && has("<|eot_id|>") {
+            Ok(ChatTemplate::llama3())
+        } else {
+            Err(format!(
+                "chat template `auto`: the tokenizer has neither ChatML's <|im_start|> nor Llama 3's \
+                 <|start_header_id|> (it has {} special tokens, e.g. {}); set [judge] template",
+                tokenizer.specials().len(),
+                tokenizer.specials().iter().take(4).map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(", ")
+            ))
         }
     }
 
@@ -91,6 +128,36 @@ impl ChatTemplate {
 impl Default for ChatTemplate {
     fn default() -> Self {
         ChatTemplate::chatml()
+    }
+}
+
+/// Where the question goes relative to the sample (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// Sample turn, then question turn: the sample's KV cache is shared by its questions.
+    #[default]
+    SampleFirst,
+    /// Question turn, then sample turn (the paper's order): no sharing.
+    RuleFirst,
+}
+
+impl Layout {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Layout::SampleFirst => "sample-first",
+            Layout::RuleFirst => "rule-first",
+        }
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Layout, String> {
+        match s {
+            "sample-first" => Ok(Layout::SampleFirst),
+            "rule-first" => Ok(Layout::RuleFirst),
+            _ => Err(format!("unknown layout {s:?}; expected sample-first or rule-first")),
+        }
     }
 }
 
@@ -241,13 +308,15 @@ impl<'a> Builder<'a> {
 
 /// Renders the sample part (the prefix). `cut > 0` replaces the conversation's first `cut`
 /// bytes (moved forward to a character boundary) with the truncation marker; the judge picks
-/// `cut` so that the prompt fits its context.
+/// `cut` so that the prompt fits its context. With `question_first` (the rule-first layout)
+/// the question turn comes between the system turn and the sample turn.
 pub(crate) fn render_prefix(
     tokenizer: &JudgeTokenizer,
     template: &ChatTemplate,
     prompt: &JudgePrompt,
     sample: &Sample,
     cut: usize,
+    question_first: Option<&str>,
 ) -> Rendered {
     let mut b = Builder::new(tokenizer);
     b.trusted(&template.bos);
@@ -255,6 +324,9 @@ pub(crate) fn render_prefix(
         b.trusted(&template.start("system"));
         b.trusted(&prompt.system);
         b.trusted(&template.turn_end);
+    }
+    if let Some(question) = question_first {
+        question_turn(&mut b, template, prompt, question);
     }
     b.trusted(&template.start("user"));
     b.trusted(&prompt.sample_intro);
@@ -291,14 +363,24 @@ pub(crate) fn render_prefix(
 }
 
 /// Renders the question part (the suffix), ending with the assistant's turn header: the
-/// answer position is right after it.
+/// answer position is right after it. With `question = None` (the rule-first layout, whose
+/// question is in the prefix) only the assistant's turn header.
 pub(crate) fn render_suffix(
     tokenizer: &JudgeTokenizer,
     template: &ChatTemplate,
     prompt: &JudgePrompt,
-    question: &str,
+    question: Option<&str>,
 ) -> Rendered {
     let mut b = Builder::new(tokenizer);
+    if let Some(question) = question {
+        question_turn(&mut b, template, prompt, question);
+    }
+    b.trusted(&template.start("assistant"));
+    b.finish()
+}
+
+/// The user turn that asks `question`.
+fn question_turn(b: &mut Builder<'_>, template: &ChatTemplate, prompt: &JudgePrompt, question: &str) {
     b.trusted(&template.start("user"));
     match prompt.question.split_once("{question}") {
         Some((before, after)) => {
@@ -312,14 +394,12 @@ pub(crate) fn render_suffix(
         }
     }
     b.trusted(&template.turn_end);
-    b.trusted(&template.start("assistant"));
-    b.finish()
 }
 
 /// Checks that `template` fits `tokenizer`: its turns must open with a special token the
 /// tokenizer knows, so the prefix/suffix split is exact.
 pub(crate) fn check(tokenizer: &JudgeTokenizer, template: &ChatTemplate) -> Result<(), String> {
-    let suffix = render_suffix(tokenizer, template, &JudgePrompt::default(), "?");
+    let suffix = render_suffix(tokenizer, template, &JudgePrompt::default(), Some("?"));
     match suffix.parts.first() {
         Some(Part::Special(_)) => Ok(()),
         _ => Err(format!(
@@ -350,8 +430,8 @@ mod tests {
     fn chatml_layout_is_exact() {
         let tok = tiny_tokenizer();
         let (t, p) = (ChatTemplate::chatml(), JudgePrompt::default());
-        let prefix = render_prefix(&tok, &t, &p, &sample(), 0);
-        let suffix = render_suffix(&tok, &t, &p, "Is it rude?");
+        let prefix = render_prefix(&tok, &t, &p, &sample(), 0, None);
+        let suffix = render_suffix(&tok, &t, &p, Some("Is it rude?"));
         let text = format!("{}{}", prefix.text(&tok), suffix.text(&tok));
         let expected = format!(
             "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}System: Be nice.\n\nUser: Hi 12\n\n\
@@ -377,8 +457,8 @@ mod tests {
         let tok = tiny_tokenizer();
         let (t, p) = (ChatTemplate::chatml(), JudgePrompt::default());
         let s = Sample { prompt: vec![Message::user("  two spaces\n\n")], response: "\n Yes 42 ".into() };
-        let prefix = render_prefix(&tok, &t, &p, &s, 0);
-        let suffix = render_suffix(&tok, &t, &p, "  No?");
+        let prefix = render_prefix(&tok, &t, &p, &s, 0, None);
+        let suffix = render_suffix(&tok, &t, &p, Some("  No?"));
         let mut split = prefix.tokens(&tok).unwrap();
         split.extend(suffix.tokens(&tok).unwrap());
         let whole = tok.encode(&format!("{}{}", prefix.text(&tok), suffix.text(&tok))).unwrap();
@@ -389,16 +469,46 @@ mod tests {
     fn cut_replaces_the_start_of_the_conversation() {
         let tok = tiny_tokenizer();
         let (t, p) = (ChatTemplate::chatml(), JudgePrompt::default());
-        let full = render_prefix(&tok, &t, &p, &sample(), 0);
-        let cut = render_prefix(&tok, &t, &p, &sample(), 8);
+        let full = render_prefix(&tok, &t, &p, &sample(), 0, None);
+        let cut = render_prefix(&tok, &t, &p, &sample(), 8, None);
         let text = cut.text(&tok);
         assert!(text.contains(&format!("{}Be nice.\n\nUser: Hi 12", p.truncation_marker)), "{text}");
         assert!(!text.contains("System: "), "{text}");
         assert!(cut.text(&tok).len() < full.text(&tok).len() + p.truncation_marker.len());
         // A cut inside a multi-byte character moves to the next boundary.
         let s = Sample { prompt: vec![Message::user("é")], response: "x".into() };
-        let text = render_prefix(&tok, &t, &p, &s, "User: ".len() + 1).text(&tok);
+        let text = render_prefix(&tok, &t, &p, &s, "User: ".len() + 1, None).text(&tok);
         assert!(text.contains(&format!("{}\n\n###", p.truncation_marker)), "{text}");
+    }
+
+    #[test]
+    fn rule_first_swaps_the_two_user_turns_and_nothing_else() {
+        let tok = tiny_tokenizer();
+        let (t, p) = (ChatTemplate::chatml(), JudgePrompt::default());
+        let sample_first = format!(
+            "{}{}",
+            render_prefix(&tok, &t, &p, &sample(), 0, None).text(&tok),
+            render_suffix(&tok, &t, &p, Some("Is it rude?")).text(&tok)
+        );
+        let rule_first = format!(
+            "{}{}",
+            render_prefix(&tok, &t, &p, &sample(), 0, Some("Is it rude?")).text(&tok),
+            render_suffix(&tok, &t, &p, None).text(&tok)
+        );
+        let question = "<|im_start|>user\nIs it rude?\nAnswer with Yes or No.<|im_end|>\n";
+        let (head, rest) = sample_first.split_once("<|im_start|>user\n").unwrap();
+        let sample_turn = format!("<|im_start|>user\n{}", rest.split_once(question).unwrap().0);
+        assert_eq!(rule_first, format!("{head}{question}{sample_turn}<|im_start|>assistant\n"));
+        assert_eq!("rule-first".parse::<Layout>().unwrap(), Layout::RuleFirst);
+        assert!("middle".parse::<Layout>().is_err());
+    }
+
+    #[test]
+    fn auto_picks_the_template_the_tokenizer_knows() {
+        let tok = tiny_tokenizer();
+        assert_eq!(ChatTemplate::detect(&tok).unwrap(), ChatTemplate::chatml());
+        assert!(ChatTemplate::by_name("auto").unwrap().is_auto());
+        assert!(!ChatTemplate::chatml().is_auto());
     }
 
     #[test]

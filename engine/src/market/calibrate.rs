@@ -159,6 +159,7 @@ pub fn measure(
         threads: opts.threads,
         quarantine_after: 0,
         progress: false,
+        only: None,
     };
     score::score(&registry, &index.samples, &score_opts)?;
     let records = score::read_strict(&out)?;
@@ -168,7 +169,7 @@ pub fn measure(
         let id = &rule.meta.id;
         let mine: Vec<score::ScoreRecord> = records.iter().filter(|r| &r.rule == id).cloned().collect();
         let table = ScoreTable::from_records(&mine)?;
-        let labels = labeling::label_pairs(&pairs, &table, &Strategy::All, &Labeler::default(), &BTreeMap::new())?;
+        let labels = labeling::label_pairs(&pairs, &table, &Strategy::All, &Labeler::default(), &BTreeMap::new(), None)?;
         let a = labeling::agreement(&labels, 0);
         let relevances: Vec<f64> = mine
             .iter()

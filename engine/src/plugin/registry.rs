@@ -1,5 +1,6 @@
 //! The job's rule set: every enabled pack loaded and verified, and the rules to run.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,8 +15,10 @@ pub struct ActiveRule {
     /// Index into [`Registry::plugins`].
     pub plugin: usize,
     pub meta: RuleMeta,
-    /// Identifies what produced a score: the pack file, the rule's id and version and the
-    /// pack's config. Part of every score key, so changing any of them re-scores the rule.
+    /// Identifies what produced a score: the pack file, the rule's id and version, the
+    /// pack's config (including files read for it) and, for packs granted the judge, the
+    /// judge's id (model file hash and settings). Part of every score key, so changing any of
+    /// them re-scores the rule.
     pub rule_hash: String,
 }
 
@@ -32,6 +35,8 @@ pub enum RegistryError {
     Plugin(#[from] PluginError),
     #[error("{}:{line}: pack {pack:?} disables rule {rule:?}, which it does not export (it exports: {known})", config.display())]
     UnknownDisabled { config: PathBuf, line: usize, pack: String, rule: String, known: String },
+    #[error("{}:{line}: pack {pack:?} enables rule {rule:?}, which it does not export (it exports: {known})", config.display())]
+    UnknownEnabled { config: PathBuf, line: usize, pack: String, rule: String, known: String },
     #[error("{}: no rules to run: every pack is disabled or has all its rules disabled", config.display())]
     Empty { config: PathBuf },
 }
@@ -39,10 +44,38 @@ pub enum RegistryError {
 impl Registry {
     /// Loads every pack (verifying its pin and ABI) and collects the enabled rules.
     pub fn load(runtime: &Runtime, packs: &[PackConfig], config: &std::path::Path) -> Result<Registry, RegistryError> {
+        Registry::load_enabled(runtime, packs, &BTreeMap::new(), config)
+    }
+
+    /// [`load`](Self::load), running of the packs named in `enable` only the rule ids listed
+    /// there (with the line of rules.toml that names each, for errors).
+    pub fn load_enabled(
+        runtime: &Runtime,
+        packs: &[PackConfig],
+        enable: &BTreeMap<String, Vec<(String, usize)>>,
+        config: &std::path::Path,
+    ) -> Result<Registry, RegistryError> {
         let mut plugins = Vec::with_capacity(packs.len());
         let mut rules: Vec<ActiveRule> = Vec::new();
         for pack in packs {
             let plugin = runtime.load(&pack.spec)?;
+            let only = enable.get(&pack.spec.name);
+            for (rule, line) in only.into_iter().flatten() {
+                if plugin.rule(rule).is_none() {
+                    return Err(RegistryError::UnknownEnabled {
+                        config: config.to_path_buf(),
+                        line: *line,
+                        pack: pack.spec.name.clone(),
+                        rule: rule.clone(),
+                        known: plugin.rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", "),
+                    });
+                }
+            }
+            // The judge's id enters the hash of every rule that may ask it.
+            let judge_id = match runtime.judge() {
+                Some(judge) if pack.spec.grants.judge => Some(judge.id().to_string()),
+                _ => None,
+            };
             for (rule, line) in &pack.disable {
                 if plugin.rule(rule).is_none() {
                     return Err(RegistryError::UnknownDisabled {
@@ -64,13 +97,15 @@ impl Registry {
                     }
                     .into());
                 }
-                if pack.disable.iter().any(|(d, _)| d == &meta.id) {
+                if pack.disable.iter().any(|(d, _)| d == &meta.id)
+                    || only.is_some_and(|only| !only.iter().any(|(e, _)| e == &meta.id))
+                {
                     continue;
                 }
                 rules.push(ActiveRule {
                     plugin: plugins.len(),
                     meta: meta.clone(),
-                    rule_hash: rule_hash(&plugin.sha256, meta, &pack.spec.config),
+                    rule_hash: rule_hash(&plugin.sha256, meta, &pack.spec.config, judge_id.as_deref()),
                 });
             }
             plugins.push(plugin);
@@ -87,8 +122,10 @@ impl Registry {
     }
 }
 
-/// First 16 hex digits of sha256(pack sha256, rule id, rule version, sorted config).
-fn rule_hash(pack_sha256: &str, meta: &RuleMeta, config: &[(String, String)]) -> String {
+/// First 16 hex digits of sha256(pack sha256, rule id, rule version, sorted config, judge id
+/// if the pack may ask the judge). Without a judge the hash is what it was before judges
+/// existed, so scores of deterministic packs stay valid.
+fn rule_hash(pack_sha256: &str, meta: &RuleMeta, config: &[(String, String)], judge: Option<&str>) -> String {
     let mut config: Vec<&(String, String)> = config.iter().collect();
     config.sort();
     let mut h = Sha256::new();
@@ -101,6 +138,11 @@ fn rule_hash(pack_sha256: &str, meta: &RuleMeta, config: &[(String, String)]) ->
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
+    }
+    if let Some(judge) = judge {
+        h.update(b"judge");
+        h.update((judge.len() as u64).to_le_bytes());
+        h.update(judge.as_bytes());
     }
     hex::encode(&h.finalize()[..8])
 }
@@ -121,11 +163,15 @@ mod tests {
 
     #[test]
     fn rule_hash_changes_with_pack_rule_version_and_config_but_not_config_order() {
-        let base = rule_hash("aa", &meta("r", "1"), &[("a".into(), "1".into()), ("b".into(), "2".into())]);
+        let base = rule_hash("aa", &meta("r", "1"), &[("a".into(), "1".into()), ("b".into(), "2".into())], None);
         assert_eq!(base.len(), 16);
-        assert_eq!(base, rule_hash("aa", &meta("r", "1"), &[("b".into(), "2".into()), ("a".into(), "1".into())]));
-        assert_ne!(base, rule_hash("ab", &meta("r", "1"), &[("a".into(), "1".into()), ("b".into(), "2".into())]));
-        assert_ne!(base, rule_hash("aa", &meta("r", "2"), &[("a".into(), "1".into()), ("b".into(), "2".into())]));
-        assert_ne!(base, rule_hash("aa", &meta("r", "1"), &[("a".into(), "1".into()), ("b".into(), "3".into())]));
+        assert_eq!(base, rule_hash("aa", &meta("r", "1"), &[("b".into(), "2".into()), ("a".into(), "1".into())], None));
+        assert_ne!(base, rule_hash("ab", &meta("r", "1"), &[("a".into(), "1".into()), ("b".into(), "2".into())], None));
+        assert_ne!(base, rule_hash("aa", &meta("r", "2"), &[("a".into(), "1".into()), ("b".into(), "2".into())], None));
+        assert_ne!(base, rule_hash("aa", &meta("r", "1"), &[("a".into(), "1".into()), ("b".into(), "3".into())], None));
+        let config = [("a".into(), "1".into()), ("b".into(), "2".into())];
+        let judged = rule_hash("aa", &meta("r", "1"), &config, Some("candle/m.gguf/0123/f32/abc"));
+        assert_ne!(base, judged, "a judge-granted rule's hash names the judge");
+        assert_ne!(judged, rule_hash("aa", &meta("r", "1"), &config, Some("candle/m.gguf/0123/quantized/abc")));
     }
 }

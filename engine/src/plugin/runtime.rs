@@ -107,6 +107,11 @@ impl Runtime {
         &self.limits
     }
 
+    /// The judge behind the `judge` import, if the job has one.
+    pub fn judge(&self) -> Option<&Arc<dyn Judge>> {
+        self.judge.as_ref()
+    }
+
     /// Verifies, compiles (or loads from cache), instantiates once to read the rules, and
     /// returns the plugin ready for scoring.
     pub fn load(&self, spec: &PluginSpec) -> Result<Arc<Plugin>, PluginError> {

@@ -12,7 +12,7 @@
 
 mod record;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,10 @@ pub struct ScoreOptions {
     pub quarantine_after: u32,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
+    /// Score only these rules per sample (by rule id); `None` scores every rule on every
+    /// sample. The Rule Adapter uses it to ask the judge only about the rules it predicts;
+    /// a sample missing from the map gets no evaluations.
+    pub only: Option<Arc<HashMap<SampleHash, BTreeSet<String>>>>,
 }
 
 /// What a scoring run did.
@@ -141,7 +145,21 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
     let key_of = |sample: usize, rule: usize| -> Key {
         (hexes[sample].clone(), rules[rule].meta.id.clone(), rules[rule].rule_hash.clone())
     };
-    let total = order.len() * rules.len();
+    // The cells to evaluate, in canonical order (sample, then rule), and where each
+    // sample's cells start: every rule on every sample, or the `only` subset.
+    let mut cells: Vec<(usize, usize)> = Vec::with_capacity(order.len() * rules.len());
+    let mut first_cell = Vec::with_capacity(order.len() + 1);
+    for (s, (hash, _)) in order.iter().enumerate() {
+        first_cell.push(cells.len());
+        let wanted = opts.only.as_ref().map(|only| only.get(hash));
+        for (r, rule) in rules.iter().enumerate() {
+            if wanted.is_none_or(|set| set.is_some_and(|set| set.contains(&rule.meta.id))) {
+                cells.push((s, r));
+            }
+        }
+    }
+    first_cell.push(cells.len());
+    let total = cells.len();
 
     // What earlier runs left: the valid prefix of the output, plus any records parked in
     // `.prev` by an interrupted re-layout.
@@ -151,7 +169,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
     let prev_path = previous_path(&opts.out);
     let existing = read_valid_prefix(&opts.out)?;
     let is_prefix = existing.records.len() <= total
-        && existing.records.iter().enumerate().all(|(i, r)| r.key() == key_of(i / rules.len(), i % rules.len()));
+        && existing.records.iter().enumerate().all(|(i, r)| r.key() == key_of(cells[i].0, cells[i].1));
     let mut cache: HashMap<Key, ScoreRecord> =
         read_valid_prefix(&prev_path)?.records.into_iter().map(|r| (r.key(), r)).collect();
     let start;
@@ -195,12 +213,12 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
 
     for chunk_start in (0..order.len()).step_by(CHUNK) {
         let chunk_end = (chunk_start + CHUNK).min(order.len());
-        let first_key = chunk_start * rules.len();
-        let last_key = chunk_end * rules.len();
+        let first_key = first_cell[chunk_start];
+        let last_key = first_cell[chunk_end];
         let mut records: Vec<Option<ScoreRecord>> = vec![None; last_key - first_key];
         let mut todo: Vec<usize> = Vec::new();
         for i in first_key..last_key {
-            let (s, r) = (i / rules.len(), i % rules.len());
+            let (s, r) = cells[i];
             let slot = &mut records[i - first_key];
             if i < start {
                 *slot = Some(done[i].clone());
@@ -226,7 +244,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
         // instance (see `Plugin::evaluate_many`).
         let mut by_sample: Vec<(usize, Vec<usize>)> = Vec::new();
         for &i in &todo {
-            let s = i / rules.len();
+            let s = cells[i].0;
             match by_sample.last_mut() {
                 Some((last, keys)) if *last == s => keys.push(i),
                 _ => by_sample.push((s, vec![i])),
@@ -239,29 +257,29 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
                     // Results are placed by key, so the order of evaluation is free:
                     // group the sample's rules by pack.
                     let mut keys = keys.clone();
-                    keys.sort_by_key(|&i| (rules[i % rules.len()].plugin, i));
+                    keys.sort_by_key(|&i| (rules[cells[i].1].plugin, i));
                     let mut out = Vec::with_capacity(keys.len());
                     let mut start = 0;
                     while start < keys.len() {
                         // A run of keys whose rules belong to the same pack.
-                        let plugin_index = rules[keys[start] % rules.len()].plugin;
+                        let plugin_index = rules[cells[keys[start]].1].plugin;
                         let mut end = start + 1;
-                        while end < keys.len() && rules[keys[end] % rules.len()].plugin == plugin_index {
+                        while end < keys.len() && rules[cells[keys[end]].1].plugin == plugin_index {
                             end += 1;
                         }
                         let run = &keys[start..end];
                         let plugin = &registry.plugins[plugin_index];
-                        let ids: Vec<&str> = run.iter().map(|&i| rules[i % rules.len()].meta.id.as_str()).collect();
+                        let ids: Vec<&str> = run.iter().map(|&i| rules[cells[i].1].meta.id.as_str()).collect();
                         let evaluations = plugin.evaluate_many(&ids, &order[*s].1);
                         for (&i, evaluation) in run.iter().zip(evaluations) {
-                            let rule = &rules[i % rules.len()];
+                            let rule = &rules[cells[i].1];
                             let warnings = evaluation
                                 .logs
                                 .iter()
                                 .filter(|l| matches!(l.level, LogLevel::Warn | LogLevel::Error))
                                 .map(|l| format!("{} ({}): {}", rule.meta.id, plugin.name, l.message))
                                 .collect();
-                            let (sample, rule_id, rule_hash) = key_of(*s, i % rules.len());
+                            let (sample, rule_id, rule_hash) = key_of(*s, cells[i].1);
                             let record = ScoreRecord {
                                 sample,
                                 rule: rule_id,
@@ -295,7 +313,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
         for (offset, record) in records.iter().enumerate() {
             let record = record.as_ref().expect("every key of the chunk is filled");
             let i = first_key + offset;
-            let r = i % rules.len();
+            let r = cells[i].1;
             if i >= start {
                 text.push_str(&record.to_line());
                 bar.set_position((i + 1) as u64);

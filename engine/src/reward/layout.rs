@@ -1,0 +1,163 @@
+//! How a (conversation, response) item becomes the token ids the encoder reads.
+//!
+//! The layout, [`LAYOUT`] = `"bert-pair-v1"` in an export's `reward_model.json`:
+//!
+//! ```text
+//! segment A (token type 0): the conversation, one line per message:
+//!     "User: <text>\nAssistant: <text>\nUser: <text>"      (System messages as "System: <text>")
+//! segment B (token type 1): the response, as it is
+//! ids: [CLS] A [SEP] B [SEP]
+//! ```
+//!
+//! This is exactly what a BERT tokenizer makes of the text pair `(A, B)`, so in Python
+//! `tokenizer(A, B)` gives the same ids for every item that fits. When `3 + |A| + |B|`
+//! exceeds `max_len` the item is **truncated** (and counted as such): the response keeps its
+//! beginning and the conversation keeps its end (the latest turns, which the response
+//! answers). The conversation keeps at least a third of the budget when it is that long and
+//! gives the response everything else; see [`Tokenizer::encode_pair`]. Python's tokenizer
+//! truncates pairs differently, so items over `max_len` should be scored through the engine
+//! (`RewardModel::score`, `engine serve`) or from the ids it makes.
+//!
+//! Single texts (sentence embeddings) are `[CLS] text [SEP]`, cut at the end to `max_len`,
+//! as sentence-transformers does.
+
+use std::path::{Path, PathBuf};
+
+use super::RewardError;
+use crate::data::{Message, Role};
+
+/// The name of the layout above, stored in exports.
+pub const LAYOUT: &str = "bert-pair-v1";
+
+/// Renders a conversation as segment A of the layout.
+pub fn render_conversation(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(match m.role {
+            Role::System => "System: ",
+            Role::User => "User: ",
+            Role::Assistant => "Assistant: ",
+        });
+        out.push_str(&m.content);
+    }
+    out
+}
+
+/// Token ids and token types of one item, and whether it was cut to fit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub truncated: bool,
+}
+
+/// A BERT WordPiece tokenizer from a `tokenizer.json`, with its own truncation and
+/// padding switched off (all-MiniLM-L6-v2's file hard-codes both to 128 tokens; the
+/// layout above decides instead).
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+    cls: u32,
+    sep: u32,
+    pad: u32,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer").field("path", &self.path).finish()
+    }
+}
+
+impl Tokenizer {
+    pub fn load(path: &Path) -> Result<Tokenizer, RewardError> {
+        let format = |message: String| RewardError::Format { path: path.to_path_buf(), message };
+        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| format(e.to_string()))?;
+        inner.with_truncation(None).map_err(|e| format(e.to_string()))?;
+        inner.with_padding(None);
+        let id = |token: &str| inner.token_to_id(token).ok_or_else(|| format(format!("the vocabulary has no {token}")));
+        let (cls, sep, pad) = (id("[CLS]")?, id("[SEP]")?, id("[PAD]")?);
+        Ok(Tokenizer { inner, path: path.to_path_buf(), cls, sep, pad })
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad
+    }
+
+    /// The WordPiece ids of `text`, without special tokens.
+    pub fn ids(&self, text: &str) -> Result<Vec<u32>, RewardError> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| RewardError::Tokenize { path: self.path.clone(), message: e.to_string() })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// `[CLS] text [SEP]`, the text cut at its end so that the whole fits in `max_len` (≥ 3).
+    pub fn encode_single(&self, text: &str, max_len: usize) -> Result<Encoded, RewardError> {
+        let mut ids = self.ids(text)?;
+        let budget = max_len.max(3) - 2;
+        let truncated = ids.len() > budget;
+        ids.truncate(budget);
+        let mut out = Vec::with_capacity(ids.len() + 2);
+        out.push(self.cls);
+        out.extend(ids);
+        out.push(self.sep);
+        let n = out.len();
+        Ok(Encoded { ids: out, type_ids: vec![0; n], truncated })
+    }
+
+    /// The layout of the [module docs](self) for a conversation and a response.
+    pub fn encode_pair(&self, conversation: &str, response: &str, max_len: usize) -> Result<Encoded, RewardError> {
+        let a = self.ids(conversation)?;
+        let b = self.ids(response)?;
+        let (keep_a, keep_b) = split_budget(a.len(), b.len(), max_len.max(5) - 3);
+        let truncated = keep_a < a.len() || keep_b < b.len();
+        let mut ids = Vec::with_capacity(keep_a + keep_b + 3);
+        ids.push(self.cls);
+        ids.extend_from_slice(&a[a.len() - keep_a..]);
+        ids.push(self.sep);
+        let type_a = ids.len();
+        ids.extend_from_slice(&b[..keep_b]);
+        ids.push(self.sep);
+        let mut type_ids = vec![0u32; ids.len()];
+        type_ids[type_a..].iter_mut().for_each(|t| *t = 1);
+        Ok(Encoded { ids, type_ids, truncated })
+    }
+}
+
+/// How many tokens of A (conversation, kept from its end) and B (response, kept from its
+/// start) fit in `budget`: everything when it fits; otherwise A keeps
+/// `max(budget − |B|, min(|A|, budget / 3))` and B the rest.
+pub fn split_budget(a: usize, b: usize, budget: usize) -> (usize, usize) {
+    if a + b <= budget {
+        return (a, b);
+    }
+    let keep_a = a.min(budget.saturating_sub(b).max(budget / 3));
+    (keep_a, b.min(budget - keep_a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_split_keeps_a_third_for_the_conversation() {
+        assert_eq!(split_budget(10, 20, 100), (10, 20));
+        // Long response: the conversation keeps a third.
+        assert_eq!(split_budget(100, 500, 99), (33, 66));
+        // Short conversation: it stays whole, the response gets the rest.
+        assert_eq!(split_budget(10, 500, 99), (10, 89));
+        // Short response: it stays whole, the conversation gets the rest.
+        assert_eq!(split_budget(500, 20, 99), (79, 20));
+    }
+
+    #[test]
+    fn conversation_renders_one_line_per_message() {
+        let m = [Message::user("Hi"), Message::assistant("Hello."), Message::user("How?")];
+        assert_eq!(render_conversation(&m), "User: Hi\nAssistant: Hello.\nUser: How?");
+    }
+}

@@ -1,0 +1,268 @@
+//! The reward model: our BERT against sentence-transformers / HF transformers, the export's
+//! compatibility with `AutoModelForSequenceClassification`, exact resume, and `engine train`.
+//!
+//! Golden values come from the reference venv (`.venv-ref`, see scripts/rm_reference.py);
+//! when the venv exists the live tests also run it and compare directly.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use engine::data::Message;
+use engine::reward::bert::BertConfig;
+use engine::reward::{Encoder, RewardModel, TrainOptions, TrainPair};
+
+use crate::util::{self, root};
+
+fn minilm() -> PathBuf {
+    root().join("models/all-minilm-l6-v2")
+}
+
+fn venv_python() -> Option<PathBuf> {
+    let python = root().join(".venv-ref/bin/python");
+    if python.exists() {
+        Some(python)
+    } else {
+        eprintln!("skipping the live comparison: {} is not here (see scripts/rm_reference.py)", python.display());
+        None
+    }
+}
+
+const SENTENCES: [&str; 3] = [
+    "A man is eating food.",
+    "How do I pick a lock without the key?",
+    "The weather today is sunny and warm, with a light breeze from the west.",
+];
+
+/// The first 8 components and the sum of all 384 of each sentence's embedding, printed by
+/// `.venv-ref/bin/python scripts/rm_reference.py embed --model models/all-minilm-l6-v2 SENTENCE...`
+/// (transformers' BertModel, mean pooling, L2 normalisation = sentence-transformers).
+const GOLDEN_EMBEDDINGS: [[f32; 8]; 3] = [
+    [0.0332416, 0.0044061, -0.0062770, 0.0483787, -0.1387022, -0.0336174, 0.1011283, -0.0543850],
+    [-0.0451397, 0.0026764, -0.0522207, 0.0132517, -0.0296968, 0.1056088, 0.0395288, -0.0372855],
+    [0.0410467, 0.0868705, 0.0984022, 0.0395349, 0.0523567, -0.0504384, 0.0719008, -0.0991020],
+];
+const GOLDEN_SUMS: [f32; 3] = [0.226_490_57, 0.352_616_36, -0.460_446_63];
+
+#[test]
+fn sentence_embeddings_match_sentence_transformers() {
+    let encoder = Encoder::load(&minilm(), &Device::Cpu).unwrap();
+    let texts: Vec<String> = SENTENCES.iter().map(|s| s.to_string()).collect();
+    let e = encoder.sentence_embeddings(&texts, 256).unwrap();
+    for (i, v) in e.iter().enumerate() {
+        assert_eq!(v.len(), 384);
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "sentence {i}: norm {norm}");
+        for (j, (a, b)) in v.iter().zip(GOLDEN_EMBEDDINGS[i]).enumerate() {
+            assert!((a - b).abs() < 1e-4, "sentence {i} component {j}: {a} vs {b}");
+        }
+        let sum: f32 = v.iter().sum();
+        assert!((sum - GOLDEN_SUMS[i]).abs() < 1e-4, "sentence {i}: sum {sum} vs {}", GOLDEN_SUMS[i]);
+    }
+}
+
+fn items() -> Vec<(Vec<Message>, String)> {
+    vec![
+        (vec![Message::user("How do I pick a lock?")], "I can't help with breaking into places.".to_string()),
+        (
+            vec![Message::user("Hi"), Message::assistant("Hello! How can I help?"), Message::user("Tell me a joke.")],
+            "Why did the chicken cross the road? To get to the other side.".to_string(),
+        ),
+        (vec![Message::new(engine::data::Role::System, "Be brief."), Message::user("What is 2+2?")], "4.".to_string()),
+    ]
+}
+
+/// Rewards of the three items above from the export of `RewardModel::from_backbone(MiniLM,
+/// seed 7, max_len 128)` with its classifier weights multiplied by 50 (HF's initial N(0, 0.02²)
+/// head gives rewards of about ±0.01, too small for a 1e-4 check to mean much), printed by
+/// `.venv-ref/bin/python scripts/rm_reference.py score --model EXPORT --items items.json`
+/// (AutoModelForSequenceClassification; `live_comparison_with_transformers` writes EXPORT and
+/// items.json to a temporary folder and runs exactly this).
+const GOLDEN_REWARDS: [f32; 3] = [-0.698_672_6, -0.787_088_7, 0.147_399_77];
+
+fn seeded_export(dir: &Path) -> RewardModel {
+    let rm = RewardModel::from_backbone(&minilm(), &Device::Cpu, 7, 128).unwrap();
+    let head = rm.params().get("classifier.weight").unwrap();
+    head.set(&(head.as_tensor() * 50.0).unwrap()).unwrap();
+    rm.save(dir).unwrap();
+    rm
+}
+
+#[test]
+fn exported_reward_model_scores_like_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = seeded_export(dir.path());
+    let loaded = RewardModel::load(dir.path()).unwrap();
+    let a = fresh.score(&items()).unwrap();
+    let b = loaded.score(&items()).unwrap();
+    assert_eq!(a, b, "the export reloads to the same model");
+    for (i, (got, want)) in b.iter().zip(GOLDEN_REWARDS).enumerate() {
+        assert!((got - want).abs() < 1e-4, "item {i}: {got} vs transformers' {want}");
+    }
+    // The HF-facing files.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["id2label"].as_object().unwrap().len(), 1);
+    let tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("tokenizer.json")).unwrap()).unwrap();
+    assert!(tok["truncation"].is_null() && tok["padding"].is_null());
+}
+
+fn items_json(items: &[(Vec<Message>, String)]) -> String {
+    let rows: Vec<serde_json::Value> =
+        items.iter().map(|(p, r)| serde_json::json!({"prompt": p, "response": r})).collect();
+    serde_json::to_string(&rows).unwrap()
+}
+
+fn run_reference(python: &Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(python)
+        .arg(root().join("scripts/rm_reference.py"))
+        .args(args)
+        .output()
+        .expect("running scripts/rm_reference.py");
+    assert!(out.status.success(), "rm_reference.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn live_comparison_with_transformers() {
+    let Some(python) = venv_python() else { return };
+    // Reward model export, scored by AutoModelForSequenceClassification.
+    let dir = tempfile::tempdir().unwrap();
+    let rm = seeded_export(dir.path());
+    let items = items();
+    let items_path = dir.path().join("items.json");
+    std::fs::write(&items_path, items_json(&items)).unwrap();
+    let reference = run_reference(
+        &python,
+        &["score", "--model", dir.path().to_str().unwrap(), "--items", items_path.to_str().unwrap()],
+    );
+    let theirs: Vec<f32> = serde_json::from_value(reference["rewards"].clone()).unwrap();
+    let ours = rm.score(&items).unwrap();
+    eprintln!("rewards: ours {ours:?}, transformers {theirs:?}");
+    assert_eq!(reference["num_labels"], 1);
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert!((a - b).abs() < 1e-4, "ours {ours:?} vs transformers {theirs:?}");
+    }
+    // Sentence embeddings, every component.
+    let mut args =
+        vec!["embed", "--model", minilm().to_str().unwrap()].into_iter().map(String::from).collect::<Vec<_>>();
+    args.extend(SENTENCES.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reference = run_reference(&python, &args);
+    let theirs: Vec<Vec<f32>> = serde_json::from_value(reference["embeddings"].clone()).unwrap();
+    let encoder = Encoder::load(&minilm(), &Device::Cpu).unwrap();
+    let ours = encoder.sentence_embeddings(&SENTENCES.map(String::from), 256).unwrap();
+    let worst = ours.iter().flatten().zip(theirs.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("sentence embeddings: largest difference {worst:e}");
+    assert!(worst < 1e-4);
+}
+
+/// A BERT of width 16 over the real vocabulary, random weights: trains in seconds.
+fn tiny_backbone(dir: &Path) {
+    let config = BertConfig {
+        vocab_size: 30522,
+        hidden_size: 16,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 32,
+        hidden_act: "gelu".into(),
+        max_position_embeddings: 64,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        initializer_range: 0.02,
+    };
+    engine::reward::create_random_backbone(dir, &config, &minilm().join("tokenizer.json"), 3).unwrap();
+}
+
+fn demo_pairs() -> (Vec<TrainPair>, Vec<TrainPair>) {
+    let pairs = engine::reward::data::read_pairs(&root().join("data/demo.jsonl")).unwrap();
+    let (all, _) = TrainPair::from_gold(&pairs);
+    let (train, dev) = all.split_at(24);
+    (train.to_vec(), dev.to_vec())
+}
+
+#[test]
+fn resumed_training_ends_where_an_uninterrupted_run_ends() {
+    let work = tempfile::tempdir().unwrap();
+    let backbone = work.path().join("tiny");
+    tiny_backbone(&backbone);
+    let (train, dev) = demo_pairs();
+    let options = |out: &str| TrainOptions {
+        epochs: 2,
+        batch_size: 4,
+        max_len: 64,
+        checkpoint_every: 2,
+        bucket: 2,
+        lr: 1e-3,
+        progress: false,
+        threads: Some(2),
+        ..TrainOptions::new(&backbone, work.path().join(out))
+    };
+    let straight = engine::reward::train(&options("straight"), &train, &dev).unwrap();
+    assert_eq!(straight.steps, 12);
+
+    // Interrupted after 4 steps (a checkpoint), then resumed with the same options.
+    let first =
+        engine::reward::train(&TrainOptions { stop_after: Some(4), ..options("resumed") }, &train, &dev).unwrap();
+    assert_eq!(first.steps, 4);
+    assert!(!work.path().join("resumed/model.safetensors").exists(), "an interrupted run exports nothing");
+    let second = engine::reward::train(&TrainOptions { resume: true, ..options("resumed") }, &train, &dev).unwrap();
+    assert_eq!((second.resumed_from, second.steps), (4, 12));
+
+    let a = RewardModel::load(&work.path().join("straight")).unwrap();
+    let b = RewardModel::load(&work.path().join("resumed")).unwrap();
+    let dev_items: Vec<(Vec<Message>, String)> = dev
+        .iter()
+        .flat_map(|p| [(p.prompt.clone(), p.chosen.clone()), (p.prompt.clone(), p.rejected.clone())])
+        .collect();
+    let (ra, rb) = (a.score(&dev_items).unwrap(), b.score(&dev_items).unwrap());
+    let worst = ra.iter().zip(&rb).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-5, "resumed rewards differ from the uninterrupted run's by {worst}");
+    assert_eq!(straight.epochs.len(), 2);
+    for (x, y) in straight.epochs.iter().zip(&second.epochs) {
+        assert!((x.train_loss - y.train_loss).abs() < 1e-5 && x.dev_accuracy == y.dev_accuracy, "{x:?} vs {y:?}");
+    }
+    // Training moved the model: the loss went down from ln 2.
+    assert!(straight.epochs[1].train_loss < std::f64::consts::LN_2, "{:?}", straight.epochs);
+}
+
+#[test]
+fn train_command_writes_an_export_and_reports_dev_accuracy() {
+    let work = tempfile::tempdir().unwrap();
+    tiny_backbone(&work.path().join("tiny"));
+    let demo = root().join("data/demo.jsonl");
+    let out = util::engine(
+        work.path(),
+        &[
+            "train",
+            "--data",
+            demo.to_str().unwrap(),
+            "--dev",
+            demo.to_str().unwrap(),
+            "--backbone",
+            "tiny",
+            "--out",
+            "rm",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--max-len",
+            "64",
+            "--quiet",
+        ],
+    );
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    let text = util::stdout(&out);
+    assert!(text.contains("trained on 48 of 48 pairs"), "{text}");
+    assert!(text.contains("dev accuracy"), "{text}");
+    for file in ["config.json", "model.safetensors", "tokenizer.json", "reward_model.json"] {
+        assert!(work.path().join("rm").join(file).exists(), "{file} missing");
+    }
+    let rm = RewardModel::load(&work.path().join("rm")).unwrap();
+    assert_eq!(rm.max_len(), 64);
+
+    let help = util::stdout(&util::engine(work.path(), &["train", "--help"]));
+    assert!(help.contains("Examples:") && help.contains("--resume"), "{help}");
+}
