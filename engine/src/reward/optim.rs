@@ -72,7 +72,9 @@ impl AdamW {
         let t = self.step as i32;
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
+        // 1 − β in f64 first: 1 − 0.999 in f32 arithmetic would be off by 1e-5 relative.
         let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
+        let (one_minus_b1, one_minus_b2) = ((1.0 - c.beta1) as f32, (1.0 - c.beta2) as f32);
         let step_size = (lr / bc1) as f32;
         let bc2_sqrt = bc2.sqrt() as f32;
         for (i, var) in params.vars().iter().enumerate() {
@@ -84,8 +86,8 @@ impl AdamW {
                 .zip(self.v[i].par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)))
                 .for_each(|((p, m), (v, g))| {
                     for ((p, m), (v, &g)) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut().zip(g)) {
-                        *m = b1 * *m + (1.0 - b1) * g;
-                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *m = b1 * *m + one_minus_b1 * g;
+                        *v = b2 * *v + one_minus_b2 * g * g;
                         *p = *p * shrink - step_size * *m / (v.sqrt() / bc2_sqrt + eps);
                     }
                 });

@@ -31,14 +31,12 @@ impl SplitMix64 {
     }
 
     /// Uniform in `[low, high)`.
-    #[cfg(test)]
     pub(crate) fn range(&mut self, low: f64, high: f64) -> f64 {
         low + (high - low) * self.next_f64()
     }
 
-    /// Uniform in `0..n` (`n > 0`); the modulo bias is below 2^-40 for the small `n`
-    /// the tests use.
-    #[cfg(test)]
+    /// Uniform in `0..n` (`n > 0`); the modulo bias is below 2^-40 for `n` below 2^24
+    /// (the test sizes and the adapter's shuffles).
     pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
