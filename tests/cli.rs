@@ -86,13 +86,17 @@ fn rules_list_and_inspect() {
 
 /// The repository's own rules.toml: every bundled pack verifies against its pin and the
 /// default job scores the shipped demo data.
+/// The default job's packs without the judge pack (scripts/jobs/deterministic.toml).
+const DETERMINISTIC: &str = "scripts/jobs/deterministic.toml";
+
 #[test]
 fn the_default_job_verifies_and_scores_the_demo_data() {
     let output = engine(&root(), &["rules", "verify"]);
     assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
     let out = tempfile::tempdir().unwrap();
     let scores = out.path().join("scores.jsonl");
-    let output = engine(&root(), &["score", "--quiet", "--out", scores.to_str().unwrap()]);
+    // The default job's deterministic packs (the judge pack is covered in scoring.rs).
+    let output = engine(&root(), &["score", "--config", DETERMINISTIC, "--quiet", "--out", scores.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let records = engine::score::read_strict(&scores).unwrap();
     assert!(records.len() >= 96 * 8, "{}", records.len());
@@ -109,8 +113,9 @@ fn label_explain_and_eval_labels_on_the_demo_data() {
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
         output
     };
-    run(&["score", "--quiet", "--out", &path("scores.jsonl")]);
-    let output = run(&["label", "--scores", &path("scores.jsonl"), "--out", &path("labeled.jsonl")]);
+    run(&["score", "--config", DETERMINISTIC, "--quiet", "--out", &path("scores.jsonl")]);
+    let output =
+        run(&["label", "--config", DETERMINISTIC, "--scores", &path("scores.jsonl"), "--out", &path("labeled.jsonl")]);
     let log = stderr(&output);
     assert!(log.contains("labeled 48 pairs") && log.contains("agreement with gold"), "{log}");
     let records = engine::app::read_labels(std::path::Path::new(&path("labeled.jsonl"))).unwrap();
@@ -121,7 +126,15 @@ fn label_explain_and_eval_labels_on_the_demo_data() {
     let text = stdout(&run(&["explain", "demo-20", "--labels", &path("labeled.jsonl")]));
     assert!(text.contains("Pair demo-20: response A is preferred") && text.contains("pii-leak (core)"), "{text}");
 
-    let table = stdout(&run(&["eval-labels", "--scores", &path("scores.jsonl"), "--gold", "data/demo.jsonl"]));
+    let table = stdout(&run(&[
+        "eval-labels",
+        "--config",
+        DETERMINISTIC,
+        "--scores",
+        &path("scores.jsonl"),
+        "--gold",
+        "data/demo.jsonl",
+    ]));
     for strategy in
         ["max-discrepancy:k=5,lambda=0.5", "| all |", "random-k:k=5,seed=0", "relevance-only", "entropy-weighted"]
     {

@@ -265,8 +265,14 @@ fn score_job(config: &Path) -> usize {
     let pairs = engine::data::read_pairs(job.input.as_ref().unwrap(), &Default::default()).unwrap().pairs;
     let samples = engine::data::unique_samples(&pairs).samples;
     let out = config.parent().unwrap().join("out/scores.jsonl");
-    let opts =
-        ScoreOptions { out: out.clone(), shard: Shard::ALL, threads: Some(1), quarantine_after: 0, progress: false, only: None };
+    let opts = ScoreOptions {
+        out: out.clone(),
+        shard: Shard::ALL,
+        threads: Some(1),
+        quarantine_after: 0,
+        progress: false,
+        only: None,
+    };
     let summary = score::score(&registry, &samples, &opts).unwrap();
     assert!(summary.failures.is_empty(), "{:?}", summary.failures);
     summary.rules

@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use engine::data::{Message, Role, Sample};
-use engine::judge::{CandleJudge, CandleJudgeOptions, Judge, Judgement, OpenAiJudge, OpenAiJudgeOptions, Precision};
+use engine::judge::{
+    CandleJudge, CandleJudgeOptions, Judge, Judgement, OpenAiJudge, OpenAiJudgeOptions, Precision, PromptFormat,
+};
 
 use crate::util::root;
 
@@ -395,7 +397,10 @@ fn llama_cpp_server_agrees_with_our_judge() {
         assert!(server.child.try_wait().unwrap().is_none(), "llama-cpp-python's server exited");
         std::thread::sleep(Duration::from_millis(250));
     }
-    let remote = OpenAiJudge::with_tokenizer_file(&path, options(&server.url)).unwrap_or_else(|e| panic!("{e}"));
+    // llama-cpp-python's server (0.3.36) takes only string prompts; it tokenizes the text
+    // with special tokens recognised, which gives the same ids for our prompts.
+    let text = OpenAiJudgeOptions { prompt_format: PromptFormat::Text, ..options(&server.url) };
+    let remote = OpenAiJudge::with_tokenizer_file(&path, text).unwrap_or_else(|e| panic!("{e}"));
     let quantized = max_difference(&remote, &local_judge(&path, Precision::Quantized));
     let f32 = max_difference(&remote, &local_judge(&path, Precision::F32));
     eprintln!("llama.cpp vs our judge: max |Δ| = {quantized:.4} (kept quantised), {f32:.4} (f32)");

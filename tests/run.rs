@@ -7,7 +7,10 @@ use crate::util::{Pack, TempJob, core_pack, example_pack, root, stderr, stdout};
 
 fn demo_job(pairs: usize, extra: &str) -> TempJob {
     let job = TempJob::new(
-        &[Pack::new("core", core_pack()), Pack::new("example", example_pack()).with("[pack.config]\nthreshold = \"0.5\"")],
+        &[
+            Pack::new("core", core_pack()),
+            Pack::new("example", example_pack()).with("[pack.config]\nthreshold = \"0.5\""),
+        ],
         "",
         "",
     );
@@ -88,7 +91,8 @@ fn run_settings_errors_name_the_file_line_and_field() {
     let out = job.engine(&["run", "--config", "rules.toml", "--quiet"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    let line = std::fs::read_to_string(job.config()).unwrap().lines().position(|l| l.starts_with("holdout")).unwrap() + 1;
+    let line =
+        std::fs::read_to_string(job.config()).unwrap().lines().position(|l| l.starts_with("holdout")).unwrap() + 1;
     assert!(err.contains(&format!("rules.toml:{line}: eval.holdout: must be in [0, 1)")), "{err}");
 
     let job = demo_job(4, "[eval]\nholdouts = 0.2\n");

@@ -21,8 +21,11 @@ use serde_json::{Value, json};
 /// items.
 #[derive(Default)]
 struct Tagged {
-    calls: Mutex<Vec<Vec<(Vec<Message>, String)>>>,
+    calls: Mutex<Vec<Vec<Item>>>,
 }
+
+/// One (prompt, response) the scorer saw.
+type Item = (Vec<Message>, String);
 
 impl RewardScorer for Tagged {
     fn score(&self, items: &[(Vec<Message>, String)]) -> Result<Vec<f32>, String> {

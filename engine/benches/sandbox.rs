@@ -78,6 +78,7 @@ fn score_train(c: &mut Criterion) {
                     threads: Some(threads),
                     quarantine_after: 0,
                     progress: false,
+                    only: None,
                 };
                 score(&registry, &samples, &opts).unwrap()
             })

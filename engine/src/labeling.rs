@@ -77,8 +77,10 @@ impl ScoreTable {
         let rule_ids: Vec<String> = rules.keys().map(|r| r.to_string()).collect();
         let packs = rules.values().map(|(_, pack)| pack.to_string()).collect();
         let column: HashMap<&str, usize> = rule_ids.iter().enumerate().map(|(i, r)| (r.as_str(), i)).collect();
-        let empty =
-            Row { scores: vec![None; rule_ids.len()], rationales: vec![None; rule_ids.len()], judge_calls: 0,
+        let empty = Row {
+            scores: vec![None; rule_ids.len()],
+            rationales: vec![None; rule_ids.len()],
+            judge_calls: 0,
             calls: vec![0; rule_ids.len()],
             evaluated: 0,
         };
@@ -107,7 +109,7 @@ impl ScoreTable {
     }
 
     /// Both responses' verdicts of `pair` (indexed like [`ScoreTable::rule_ids`]).
-    pub fn pair_scores(&self, pair: &Pair) -> Result<(&[Option<RuleScore>], &[Option<RuleScore>]), LabelingError> {
+    pub fn pair_scores(&self, pair: &Pair) -> Result<PairRows<'_>, LabelingError> {
         Ok((&self.row(pair, Pref::A)?.scores, &self.row(pair, Pref::B)?.scores))
     }
 
@@ -133,6 +135,9 @@ impl ScoreTable {
         rule_entropies(&rows, self.rule_ids.len())
     }
 }
+
+/// Both responses' verdicts of one pair, indexed like [`ScoreTable::rule_ids`].
+pub type PairRows<'a> = (&'a [Option<RuleScore>], &'a [Option<RuleScore>]);
 
 /// One rule's part in a pair's label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -451,7 +456,8 @@ mod tests {
         assert_eq!(table.rule_ids, ["broken", "harm", "tone"]);
         let hashes = BTreeMap::from([("core".to_string(), "abc".to_string())]);
         let strategy = Strategy::max_discrepancy(1, 0.5).unwrap();
-        let labeled = label_pairs(std::slice::from_ref(&p), &table, &strategy, &Labeler::default(), &hashes, None).unwrap();
+        let labeled =
+            label_pairs(std::slice::from_ref(&p), &table, &strategy, &Labeler::default(), &hashes, None).unwrap();
         let r = &labeled[0];
         assert_eq!(r.label, Label::Chosen { winner: Pref::A });
         assert_eq!(r.selectable, 2, "the rule that failed on A cannot vote");

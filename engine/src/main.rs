@@ -381,7 +381,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Adapter { command: AdapterCommand::Train { scores, pairs, out, encoder, k, lambda, epochs, holdout, seed } } => {
+        Command::Adapter {
+            command: AdapterCommand::Train { scores, pairs, out, encoder, k, lambda, epochs, holdout, seed },
+        } => {
             let files = engine::adapter::TrainFiles { scores, pairs, encoder, out: out.clone() };
             let defaults = engine::adapter::TrainOptions::default();
             let opts = engine::adapter::TrainOptions {

@@ -64,7 +64,11 @@ const PACKS: &[Pack] = &[
         output: "plugins/dist/example-rule.wasm",
     },
     Pack { name: "core-rules", source: Source::Rust { krate: "core-rules" }, output: "plugins/dist/core-rules.wasm" },
-    Pack { name: "judge-rules", source: Source::Rust { krate: "judge-rules" }, output: "plugins/dist/judge-rules.wasm" },
+    Pack {
+        name: "judge-rules",
+        source: Source::Rust { krate: "judge-rules" },
+        output: "plugins/dist/judge-rules.wasm",
+    },
     Pack { name: "c-pack", source: Source::C { dir: "plugins/c-pack" }, output: "plugins/dist/c-pack.wasm" },
     Pack {
         name: "hostile-pack",

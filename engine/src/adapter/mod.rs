@@ -126,7 +126,11 @@ impl std::fmt::Display for AdapterReport {
             self.rules, self.k, self.train_pairs, self.heldout_pairs
         )?;
         writeln!(f, "  final training loss        {:.4}", self.final_train_loss)?;
-        writeln!(f, "  recall@k                   {:.3} (random ranking: {:.3})", self.recall_at_k, self.random_recall_at_k)?;
+        writeln!(
+            f,
+            "  recall@k                   {:.3} (random ranking: {:.3})",
+            self.recall_at_k, self.random_recall_at_k
+        )?;
         writeln!(f, "  label agreement with full  {:.3}", self.label_agreement)?;
         writeln!(
             f,
@@ -244,8 +248,8 @@ pub fn train(
     }
     let xs: Vec<Vec<f32>> = heldout.iter().map(|(_, x, _)| (*x).clone()).collect();
     let ranked = adapter.rank(&xs)?;
-    let adapter_selector = Selector::new(Strategy::Adapter { k: opts.k }, table.rule_ids.clone(), None)
-        .map_err(LabelingError::from)?;
+    let adapter_selector =
+        Selector::new(Strategy::Adapter { k: opts.k }, table.rule_ids.clone(), None).map_err(LabelingError::from)?;
     let labeler = Labeler::default();
     let (mut recall, mut random_recall, mut agree) = (0.0, 0.0, 0usize);
     let (mut gold_full, mut gold_adapter, mut gold_n) = (0usize, 0usize, 0usize);
@@ -291,10 +295,15 @@ pub fn train(
 /// The rules to score per sample when only the adapter's first `n` predictions per pair
 /// are asked (a sample in several pairs gets the union), for
 /// [`crate::score::ScoreOptions::only`].
-pub fn scoring_plan(pairs: &[Pair], predictions: &HashMap<String, Vec<String>>, n: usize) -> HashMap<SampleHash, BTreeSet<String>> {
+pub fn scoring_plan(
+    pairs: &[Pair],
+    predictions: &HashMap<String, Vec<String>>,
+    n: usize,
+) -> HashMap<SampleHash, BTreeSet<String>> {
     let mut plan: HashMap<SampleHash, BTreeSet<String>> = HashMap::new();
     for pair in pairs {
-        let rules: Vec<String> = predictions.get(&pair.id).map(|p| p.iter().take(n).cloned().collect()).unwrap_or_default();
+        let rules: Vec<String> =
+            predictions.get(&pair.id).map(|p| p.iter().take(n).cloned().collect()).unwrap_or_default();
         for side in [crate::data::Pref::A, crate::data::Pref::B] {
             plan.entry(pair.sample(side).hash()).or_default().extend(rules.iter().cloned());
         }
@@ -303,7 +312,11 @@ pub fn scoring_plan(pairs: &[Pair], predictions: &HashMap<String, Vec<String>>, 
 }
 
 /// Predicts, for every pair, the rules ranked best first (all rules of the adapter).
-pub fn predict(adapter: &RuleAdapter, pairs: &[Pair], features: &[Vec<f32>]) -> Result<HashMap<String, Vec<String>>, AdapterError> {
+pub fn predict(
+    adapter: &RuleAdapter,
+    pairs: &[Pair],
+    features: &[Vec<f32>],
+) -> Result<HashMap<String, Vec<String>>, AdapterError> {
     let ranked = adapter.rank(features)?;
     Ok(pairs
         .iter()

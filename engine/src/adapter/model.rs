@@ -171,7 +171,11 @@ impl RuleAdapter {
             if tensor.dims() != shape || tensor.dtype() != DType::F32 {
                 return Err(AdapterError::Format {
                     path: weights.clone(),
-                    message: format!("tensor {name:?} is {:?} {:?}, expected f32 {shape:?}", tensor.dtype(), tensor.dims()),
+                    message: format!(
+                        "tensor {name:?} is {:?} {:?}, expected f32 {shape:?}",
+                        tensor.dtype(),
+                        tensor.dims()
+                    ),
                 });
             }
             vars.push(Var::from_tensor(&tensor)?);

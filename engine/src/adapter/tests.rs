@@ -54,7 +54,15 @@ fn synthetic(n: usize) -> (Vec<Pair>, Vec<Vec<f32>>, ScoreTable) {
 }
 
 fn options() -> TrainOptions {
-    TrainOptions { k: 2, hidden: 16, epochs: 150, learning_rate: 1e-2, batch_size: 8, holdout: 0.3, ..Default::default() }
+    TrainOptions {
+        k: 2,
+        hidden: 16,
+        epochs: 150,
+        learning_rate: 1e-2,
+        batch_size: 8,
+        holdout: 0.3,
+        ..Default::default()
+    }
 }
 
 #[test]

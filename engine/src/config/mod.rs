@@ -544,8 +544,12 @@ mod tests {
 
     #[test]
     fn judge_is_the_only_grant_and_it_is_explicit() {
-        let job = parse(&pack("grants = [\"judge\"]")).unwrap();
+        // Parsing checks only that the model file exists; any file will do here.
+        let model = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let job = parse(&format!("{}\n[judge]\nmodel = \"{model}\"\n", pack("grants = [\"judge\"]"))).unwrap();
         assert!(job.packs[0].spec.grants.judge);
+        let err = parse(&pack("grants = [\"judge\"]")).unwrap_err();
+        assert!(err.contains("judge.model") && err.contains("scripts/setup.sh"), "{err}");
         let err = parse(&pack("grants = [\"filesystem\"]")).unwrap_err();
         assert!(err.starts_with("/jobs/rules.toml:5:") && err.contains("never granted"), "{err}");
         let err = parse(&pack("grants = [\"gpu\"]")).unwrap_err();

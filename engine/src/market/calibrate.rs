@@ -169,7 +169,8 @@ pub fn measure(
         let id = &rule.meta.id;
         let mine: Vec<score::ScoreRecord> = records.iter().filter(|r| &r.rule == id).cloned().collect();
         let table = ScoreTable::from_records(&mine)?;
-        let labels = labeling::label_pairs(&pairs, &table, &Strategy::All, &Labeler::default(), &BTreeMap::new(), None)?;
+        let labels =
+            labeling::label_pairs(&pairs, &table, &Strategy::All, &Labeler::default(), &BTreeMap::new(), None)?;
         let a = labeling::agreement(&labels, 0);
         let relevances: Vec<f64> = mine
             .iter()

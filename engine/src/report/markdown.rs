@@ -8,7 +8,11 @@ use super::run::RunReport;
 pub fn render(r: &RunReport) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Run report\n");
-    let _ = writeln!(md, "Job `{}` on `{}`: {} pairs, {} unique responses, {} rules.\n", r.config, r.input, r.pairs, r.samples, r.rules);
+    let _ = writeln!(
+        md,
+        "Job `{}` on `{}`: {} pairs, {} unique responses, {} rules.\n",
+        r.config, r.input, r.pairs, r.samples, r.rules
+    );
 
     let _ = writeln!(md, "## Stages\n\n| stage | seconds | note |\n|---|---:|---|");
     for s in &r.stages {
@@ -58,7 +62,10 @@ pub fn render(r: &RunReport) -> String {
     for (rule, n) in r.rule_usage.iter().take(15) {
         let _ = writeln!(md, "| `{rule}` | {n} |");
     }
-    let _ = writeln!(md, "\n![rule usage](plots/rule-usage.svg)\n![scores](plots/scores.svg)\n![margins](plots/margins.svg)");
+    let _ = writeln!(
+        md,
+        "\n![rule usage](plots/rule-usage.svg)\n![scores](plots/scores.svg)\n![margins](plots/margins.svg)"
+    );
 
     let _ = writeln!(md, "\n## Reward model\n");
     let _ = writeln!(
@@ -81,17 +88,18 @@ pub fn render(r: &RunReport) -> String {
 pub fn summary(r: &RunReport) -> String {
     let mut text = format!("{} pairs, {} rules, strategy {}", r.pairs, r.rules, r.strategy);
     if let Some(a) = &r.label_agreement {
-        let _ = write!(text, "\nrule labels agree with gold on {:.1}% of {} decided pairs", 100.0 * a.accuracy, a.decided);
+        let _ =
+            write!(text, "\nrule labels agree with gold on {:.1}% of {} decided pairs", 100.0 * a.accuracy, a.decided);
     }
-    if let Some(t) = &r.train {
-        if let Some(last) = t.epochs.last() {
-            let _ = write!(text, "\nreward model: {} pairs, final train loss {:.4}", t.pairs, last.train_loss);
-        }
+    if let Some(t) = &r.train
+        && let Some(last) = t.epochs.last()
+    {
+        let _ = write!(text, "\nreward model: {} pairs, final train loss {:.4}", t.pairs, last.train_loss);
     }
-    if let Some(e) = &r.eval {
-        if let Some(acc) = e.overall.accuracy {
-            let _ = write!(text, "\nheld-out accuracy {:.1}% on {} pairs", 100.0 * acc, e.overall.pairs);
-        }
+    if let Some(e) = &r.eval
+        && let Some(acc) = e.overall.accuracy
+    {
+        let _ = write!(text, "\nheld-out accuracy {:.1}% on {} pairs", 100.0 * acc, e.overall.pairs);
     }
     let _ = write!(text, "\nreport: {}/report.md", r.output);
     text

@@ -116,8 +116,15 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     // 1. Score.
     say(1, "score: every rule on every response");
     let started = Instant::now();
-    let scored = app::score(&opts.config, &ScoreArgs { threads: opts.threads, progress: opts.progress, ..Default::default() })?;
-    let note = if scored.summary.computed == 0 { "up to date" } else if scored.summary.resumed > 0 { "resumed" } else { "computed" };
+    let scored =
+        app::score(&opts.config, &ScoreArgs { threads: opts.threads, progress: opts.progress, ..Default::default() })?;
+    let note = if scored.summary.computed == 0 {
+        "up to date"
+    } else if scored.summary.resumed > 0 {
+        "resumed"
+    } else {
+        "computed"
+    };
     stages.push(StageTime { stage: "score".into(), seconds: started.elapsed().as_secs_f64(), note: note.into() });
 
     // 2. Label.
@@ -125,7 +132,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let labeled = app::label(&opts.config, &LabelArgs::default())?;
     stages.push(StageTime { stage: "label".into(), seconds: started.elapsed().as_secs_f64(), note: "computed".into() });
-    let input = job.input.clone().ok_or_else(|| RunError::Stage(format!("{}: job.input is not set", job.config_path.display())))?;
+    let input = job
+        .input
+        .clone()
+        .ok_or_else(|| RunError::Stage(format!("{}: job.input is not set", job.config_path.display())))?;
     let pairs = crate::data::read_pairs(&input, &ReadOptions { format: job.format, skip_invalid: false })
         .map_err(AppError::from)?
         .pairs;
@@ -218,10 +228,10 @@ fn split<'a>(
     for pair in pairs {
         if pair.gold.is_some() && crate::adapter::is_heldout(&pair.id, seed, holdout) {
             heldout.push(pair);
-        } else if let Some(record) = by_id.get(pair.id.as_str()) {
-            if !matches!(record.label, Label::Abstain { .. }) {
-                train.push((pair, *record));
-            }
+        } else if let Some(record) = by_id.get(pair.id.as_str())
+            && !matches!(record.label, Label::Abstain { .. })
+        {
+            train.push((pair, *record));
         }
     }
     (heldout, train)
@@ -255,10 +265,14 @@ fn write_report(report: &RunReport, records: &[AuditRecord], out: &Path) -> Resu
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots).map_err(io(&plots))?;
     let usage: Vec<(String, f64)> = report.rule_usage.iter().map(|(r, n)| (r.clone(), *n as f64)).collect();
-    write_atomic(&plots.join("rule-usage.svg"), svg::bar_chart("Rules selected per pair (count of pairs)", &usage).as_bytes())?;
+    write_atomic(
+        &plots.join("rule-usage.svg"),
+        svg::bar_chart("Rules selected per pair (count of pairs)", &usage).as_bytes(),
+    )?;
 
     // Label margins: how decisively the selected rules separate each pair.
-    let margins: Vec<f64> = records.iter().filter(|r| !matches!(r.label, Label::Abstain { .. })).map(|r| r.normalized_margin).collect();
+    let margins: Vec<f64> =
+        records.iter().filter(|r| !matches!(r.label, Label::Abstain { .. })).map(|r| r.normalized_margin).collect();
     let sums_a: Vec<f64> = records.iter().map(|r| r.sum_a).collect();
     let sums_b: Vec<f64> = records.iter().map(|r| r.sum_b).collect();
     write_atomic(
@@ -266,7 +280,10 @@ fn write_report(report: &RunReport, records: &[AuditRecord], out: &Path) -> Resu
         svg::histogram("Summed scores of the selected rules", &[("response A", &sums_a), ("response B", &sums_b)], 20)
             .as_bytes(),
     )?;
-    write_atomic(&plots.join("margins.svg"), svg::histogram("Label margins (normalised)", &[("pairs", &margins)], 20).as_bytes())?;
+    write_atomic(
+        &plots.join("margins.svg"),
+        svg::histogram("Label margins (normalised)", &[("pairs", &margins)], 20).as_bytes(),
+    )?;
     if let Some(eval) = &report.eval {
         let chosen: Vec<f64> = eval.pairs.iter().map(|p| f64::from(p.chosen)).collect();
         let rejected: Vec<f64> = eval.pairs.iter().map(|p| f64::from(p.rejected)).collect();

@@ -103,11 +103,8 @@ impl RunSettings {
         };
         Ok(RunSettings {
             train: TrainSettings {
-                encoder: train
-                    .encoder
-                    .as_ref()
-                    .map_or_else(|| resolve(DEFAULT_ENCODER), |e| resolve(e.get_ref())),
-                epochs: positive(&train.epochs, "train.epochs", 3)?,
+                encoder: train.encoder.as_ref().map_or_else(|| resolve(DEFAULT_ENCODER), |e| resolve(e.get_ref())),
+                epochs: positive(&train.epochs, "train.epochs", 2)?,
                 batch_size: positive(&train.batch_size, "train.batch_size", 8)?,
                 learning_rate,
                 max_len,

@@ -91,7 +91,8 @@ pub(super) fn train(
         }
     }
     let report = crate::reward::train(&options, &train_pairs, &dev)?;
-    let note = if report.resumed_from > 0 { format!("resumed from step {}", report.resumed_from) } else { "computed".into() };
+    let note =
+        if report.resumed_from > 0 { format!("resumed from step {}", report.resumed_from) } else { "computed".into() };
     let json = serde_json::to_string_pretty(&Trained { fingerprint, report: report.clone() }).expect("serialises");
     write_atomic(&stamp, json.as_bytes())?;
     Ok((Some(report), note))

@@ -16,7 +16,12 @@ fn header(svg: &mut String, height: f64, title: &str) {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(svg, r#"<text x="{}" y="20" text-anchor="middle" font-size="15">{}</text>"#, WIDTH / 2.0, escape(title));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="20" text-anchor="middle" font-size="15">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
 }
 
 /// One bar per label, longest value full width; values printed at the bar ends.
@@ -56,7 +61,13 @@ pub fn bar_chart(title: &str, bars: &[(String, f64)]) -> String {
 pub fn histogram(title: &str, series: &[(&str, &[f64])], bins: usize) -> String {
     let values = series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite());
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else if lo.is_finite() { (lo - 0.5, lo + 0.5) } else { (0.0, 1.0) };
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else if lo.is_finite() {
+        (lo - 0.5, lo + 0.5)
+    } else {
+        (0.0, 1.0)
+    };
     let bins = bins.max(1);
     let counts: Vec<Vec<usize>> = series
         .iter()
@@ -104,7 +115,15 @@ pub fn line_chart(title: &str, x_label: &str, series: &[(&str, &[(f64, f64)])]) 
         xr = (xr.0.min(x), xr.1.max(x));
         yr = (yr.0.min(y), yr.1.max(y));
     }
-    let fix = |(lo, hi): (f64, f64)| if !lo.is_finite() { (0.0, 1.0) } else if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) };
+    let fix = |(lo, hi): (f64, f64)| {
+        if !lo.is_finite() {
+            (0.0, 1.0)
+        } else if hi > lo {
+            (lo, hi)
+        } else {
+            (lo - 0.5, hi + 0.5)
+        }
+    };
     let (xr, yr) = (fix(xr), fix(yr));
     let (left, right, top, bottom, height) = (50.0, 20.0, 50.0, 40.0, 300.0);
     let plot_w = WIDTH - left - right;
@@ -112,7 +131,13 @@ pub fn line_chart(title: &str, x_label: &str, series: &[(&str, &[(f64, f64)])]) 
     let mut svg = String::new();
     header(&mut svg, height, title);
     axes(&mut svg, left, top, plot_w, plot_h, xr, yr);
-    let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, left + plot_w / 2.0, height - 6.0, escape(x_label));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        left + plot_w / 2.0,
+        height - 6.0,
+        escape(x_label)
+    );
     for (s, (_, pts)) in series.iter().enumerate() {
         let path: Vec<String> = pts
             .iter()
@@ -138,12 +163,7 @@ pub fn line_chart(title: &str, x_label: &str, series: &[(&str, &[(f64, f64)])]) 
 }
 
 fn axes(svg: &mut String, left: f64, top: f64, w: f64, h: f64, x: (f64, f64), y: (f64, f64)) {
-    let _ = writeln!(
-        svg,
-        r##"<path d="M{left},{top} V{} H{}" fill="none" stroke="#333"/>"##,
-        top + h,
-        left + w
-    );
+    let _ = writeln!(svg, r##"<path d="M{left},{top} V{} H{}" fill="none" stroke="#333"/>"##, top + h, left + w);
     for i in 0..=4 {
         let f = i as f64 / 4.0;
         let _ = writeln!(
@@ -173,13 +193,7 @@ fn legend(svg: &mut String, names: impl Iterator<Item = String>) {
 }
 
 fn format_number(v: f64) -> String {
-    if v == v.trunc() && v.abs() < 1e6 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
+    if (v == v.trunc() && v.abs() < 1e6) || v.abs() >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") }
 }
 
 #[cfg(test)]
