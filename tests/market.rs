@@ -20,7 +20,7 @@ use engine::market::{self, AddOptions, Lock, MarketError, PackRequest, SecretKey
 use engine::plugin::{Registry, Runtime};
 use engine::score::{self, ScoreOptions, Shard};
 
-use crate::util::{core_pack, example_pack, sha256_file};
+use crate::util::{core_pack, example_pack, root, sha256_file};
 
 // ---------------------------------------------------------------------------------------
 // A tiny HTTP server: serves a folder on 127.0.0.1, bounded in requests and time, and
@@ -159,7 +159,10 @@ impl Market {
     fn write_config(&self, market_extra: &str) {
         let text = format!(
             "# the buyer's job\n[job]\ninput = \"pairs.jsonl\"\noutput = \"out\"\n\n\
+             [judge]\nmodel = \"{}\"\n\n\
              [market]\nindex = \"{}\"\n{market_extra}\n[[market.trusted]]\nname = \"alice\"\nkey = \"{}\"\n",
+            // A pack granted the judge needs the model to exist (scripts/setup.sh fetches it).
+            root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf").display(),
             self.server.url("index.json"),
             self.alice.public()
         );
