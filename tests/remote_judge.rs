@@ -206,6 +206,48 @@ fn serve_judge_and_remote_judge_agree_with_the_local_judge() {
     assert!(status.success(), "{status:?}");
 }
 
+/// `[judge] backend = "openai"` in rules.toml: `engine score` through `engine serve-judge`
+/// gives the scores of the same job on the local judge (within the tolerance above), under
+/// the remote judge's own id, so the two jobs' rule hashes differ.
+#[test]
+fn a_job_with_the_openai_backend_scores_like_the_local_judge() {
+    let Some(path) = model_path() else { return };
+    let Some(local) = crate::scoring::judge_job("") else { return };
+    let out = local.engine(&["score", "--quiet"]);
+    assert!(out.status.success(), "{}", crate::util::stderr(&out));
+    let server = serve_judge(&path, &[]);
+    let remote_job = format!("backend = \"openai\"\nurl = \"{}\"\ntop_logprobs = 100\nretries = 0", server.url);
+    let Some(remote) = crate::scoring::judge_job(&remote_job) else { return };
+    let out = remote.engine(&["score", "--quiet"]);
+    let log = crate::util::stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("judge openai/"), "{log}");
+    let read = |job: &crate::util::TempJob| engine::score::read_strict(&job.path("out/scores.jsonl")).unwrap();
+    let (a, b) = (read(&local), read(&remote));
+    assert_eq!(a.len(), 8);
+    assert_eq!(a.len(), b.len());
+    for (l, r) in a.iter().zip(&b) {
+        assert_eq!((&l.sample, &l.rule), (&r.sample, &r.rule));
+        assert_ne!(l.rule_hash, r.rule_hash, "the judge id is part of the rule hash");
+        let (
+            engine::score::Outcome::Ok { score: ls, relevance: lr, .. },
+            engine::score::Outcome::Ok { score: rs, relevance: rr, .. },
+        ) = (&l.outcome, &r.outcome)
+        else {
+            panic!("{l:?} / {r:?}")
+        };
+        assert!((ls - rs).abs() < 1e-3 && (lr - rr).abs() < 1e-3, "{l:?} vs {r:?}");
+    }
+    // A server that is not there: the error names the URL, and the run fails cleanly.
+    drop(server);
+    let gone = remote.config();
+    let text = std::fs::read_to_string(&gone).unwrap().replace("top_logprobs = 100", "top_logprobs = 99");
+    std::fs::write(&gone, text).unwrap();
+    let out = remote.engine(&["score", "--quiet"]);
+    let err = crate::util::stderr(&out);
+    assert!(err.contains("127.0.0.1"), "{err}");
+}
+
 /// A reply the fake server gives.
 #[derive(Clone)]
 enum Canned {

@@ -193,7 +193,7 @@ fn bundled_rules_score_the_real_dev_split_without_failures() {
 
 /// A job with the judge rule pack (two of its rules) on the real SmolLM2, or `None` when
 /// the model is absent (`scripts/setup.sh` downloads it).
-fn judge_job(judge_extra: &str) -> Option<TempJob> {
+pub(crate) fn judge_job(judge_extra: &str) -> Option<TempJob> {
     let model = crate::util::root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !model.is_file() {
         eprintln!("skipping: {} is absent (run scripts/setup.sh)", model.display());

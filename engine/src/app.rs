@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, Job};
 use crate::data::{self, DataError, Format, ReadOptions};
-use crate::judge::{CandleJudge, Judge, JudgeLoadError, JudgeStats};
+use crate::judge::{CandleJudge, Judge, JudgeLoadError, JudgeStats, OpenAiJudge};
 use crate::label::{Labeler, TiePolicy};
 use crate::labeling::{self, Agreement, AuditRecord, LabelingError, ScoreTable};
 use crate::plugin::{PluginError, Registry, RegistryError, Runtime, abi};
@@ -72,14 +72,28 @@ pub fn load(config: &Path) -> Result<Loaded, AppError> {
     Ok(Loaded { job, runtime, registry, judge })
 }
 
-/// Loads the job's `[judge]` model.
+/// Loads the job's `[judge]`: the candle model, or a client of the remote server.
 pub fn load_judge(job: &Job) -> Result<Arc<dyn Judge>, AppError> {
-    let judge = CandleJudge::load(&job.judge.model, job.judge.options.clone()).map_err(|source| AppError::Judge {
-        config: job.config_path.clone(),
-        line: job.judge.line,
-        source,
-    })?;
-    Ok(Arc::new(judge))
+    let error = |source| AppError::Judge { config: job.config_path.clone(), line: job.judge.line, source };
+    let Some(remote) = &job.judge.remote else {
+        return Ok(Arc::new(CandleJudge::load(&job.judge.model, job.judge.options.clone()).map_err(error)?));
+    };
+    let mut options = remote.options.clone();
+    if let Some(var) = &remote.api_key_env {
+        options.api_key = Some(std::env::var(var).map_err(|_| {
+            error(JudgeLoadError::Options {
+                path: job.config_path.clone(),
+                reason: format!("judge.api_key_env: the environment variable {var} is not set"),
+            })
+        })?);
+    }
+    // The tokenizer of the server's model: judge.tokenizer, the GGUF, or a checkpoint folder's.
+    let tokenizer = match &job.judge.options.tokenizer {
+        Some(file) => file.clone(),
+        None if job.judge.model.is_dir() => job.judge.model.join("tokenizer.json"),
+        None => job.judge.model.clone(),
+    };
+    Ok(Arc::new(OpenAiJudge::with_tokenizer_file(&tokenizer, options).map_err(error)?))
 }
 
 /// The file beside a scores file that names the judge behind it: `scores.jsonl` ->

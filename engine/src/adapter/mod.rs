@@ -134,17 +134,17 @@ impl std::fmt::Display for AdapterReport {
         writeln!(f, "  label agreement with full  {:.3}", self.label_agreement)?;
         writeln!(
             f,
-            "  rule evaluations           {} full -> {} adapter ({:.1}x fewer)",
+            "  rule evaluations           {} full -> {} adapter ({})",
             self.evaluations_full,
             self.evaluations_adapter,
-            ratio(self.evaluations_full, self.evaluations_adapter)
+            fewer(self.evaluations_full, self.evaluations_adapter)
         )?;
         writeln!(
             f,
-            "  judge calls                {} full -> {} adapter ({:.1}x fewer)",
+            "  judge calls                {} full -> {} adapter ({})",
             self.judge_calls_full,
             self.judge_calls_adapter,
-            ratio(self.judge_calls_full, self.judge_calls_adapter)
+            fewer(self.judge_calls_full, self.judge_calls_adapter)
         )?;
         if let Some((full, adapter)) = self.gold_agreement {
             writeln!(f, "  agreement with gold        {full:.3} full, {adapter:.3} adapter")?;
@@ -153,8 +153,10 @@ impl std::fmt::Display for AdapterReport {
     }
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 { f64::INFINITY } else { a as f64 / b as f64 }
+/// "2.6x fewer", or "n/a" when there is nothing to compare (deterministic rules make no
+/// judge calls).
+fn fewer(full: u64, adapter: u64) -> String {
+    if adapter == 0 { "n/a".into() } else { format!("{:.1}x fewer", full as f64 / adapter as f64) }
 }
 
 /// A pair's text, embedded: the adapter's input.

@@ -47,7 +47,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::data::Format;
-use crate::judge::{CandleJudgeOptions, ChatTemplate, JudgeDevice, Precision};
+use crate::judge::{CandleJudgeOptions, ChatTemplate, JudgeDevice, OpenAiJudgeOptions, Precision};
 use crate::label::TiePolicy;
 use crate::plugin::{Grants, PluginSpec, SandboxLimits};
 use crate::select::Strategy;
@@ -87,9 +87,11 @@ pub const DEFAULT_JUDGE_MODEL: &str = "models/smollm2-135m-instruct/SmolLM2-135M
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJudge {
-    /// `candle` (the local backend; the only one so far).
+    /// `candle` (the local backend, the default) | `openai` (a completions server with
+    /// logprobs: vLLM, TGI, llama.cpp's server, `engine serve-judge`).
     pub backend: Option<Spanned<String>>,
-    /// A `.gguf` file, or a safetensors checkpoint folder with config.json.
+    /// A `.gguf` file, or a safetensors checkpoint folder with config.json. With
+    /// `backend = "openai"` only its tokenizer is read (it must be the server's model's).
     pub model: Option<Spanned<String>>,
     /// `auto` (f32 for small models, see `judge::AUTO_F32_MAX_PARAMS`) | `f32` | `quantized`.
     pub precision: Option<Spanned<String>>,
@@ -111,15 +113,43 @@ pub struct RawJudge {
     pub renormalize: Option<bool>,
     /// A tokenizer.json to use instead of the one beside the model or in the GGUF.
     pub tokenizer: Option<Spanned<String>>,
+    /// `openai` backend: the server's base URL (`/v1/completions` is appended).
+    pub url: Option<Spanned<String>>,
+    /// `openai` backend: the request's `model` field (servers hosting one model ignore it).
+    pub model_name: Option<Spanned<String>>,
+    /// `openai` backend: the environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<Spanned<String>>,
+    /// `openai` backend: the most milliseconds one request may take.
+    pub timeout_ms: Option<Spanned<i64>>,
+    /// `openai` backend: extra attempts after a connection failure, 429 or 5xx.
+    pub retries: Option<Spanned<i64>>,
+    /// `openai` backend: milliseconds before the first retry, doubled for each further one.
+    pub backoff_ms: Option<Spanned<i64>>,
+    /// `openai` backend: how many top tokens to ask for.
+    pub top_logprobs: Option<Spanned<i64>>,
+    /// `openai` backend: `tokens` (ids, exact) | `text` (for servers that take only strings).
+    pub prompt_format: Option<Spanned<String>>,
 }
 
 /// The validated `[judge]` section.
 #[derive(Clone, Debug)]
 pub struct JudgeConfig {
+    /// The model file (candle), or the file whose tokenizer the remote model uses (openai).
     pub model: PathBuf,
     pub options: CandleJudgeOptions,
+    /// `Some` when `backend = "openai"`: the server settings. The prompt settings shared
+    /// with the candle judge (template, layout, renormalize, max_context) are copied in.
+    pub remote: Option<RemoteJudgeConfig>,
     /// The line that names the model (or the `[judge]` header, or 1), for errors.
     pub line: usize,
+}
+
+/// `[judge] backend = "openai"`, validated.
+#[derive(Clone, Debug)]
+pub struct RemoteJudgeConfig {
+    pub options: OpenAiJudgeOptions,
+    /// Read when the judge is loaded, so that a job can be checked without the secret.
+    pub api_key_env: Option<String>,
 }
 
 /// `[selection]`: how pairs are labeled from their rules' scores.
@@ -367,8 +397,12 @@ impl Job {
         };
 
         let judge = judge_config(&raw.judge, text, &resolve, &at)?;
-        if packs.iter().any(|p| p.spec.grants.judge) && !judge.model.exists() {
-            let hint = if raw.judge.model.is_none() {
+        // The remote backend needs only a tokenizer: `tokenizer` (checked above) or the model's.
+        let needs_model = judge.remote.is_none() || judge.options.tokenizer.is_none();
+        if packs.iter().any(|p| p.spec.grants.judge) && needs_model && !judge.model.exists() {
+            let hint = if judge.remote.is_some() {
+                "; backend \"openai\" reads the server model's tokenizer from it (or set judge.tokenizer)"
+            } else if raw.judge.model.is_none() {
                 "; run scripts/setup.sh to download the embedded models, or set [judge] model"
             } else {
                 "; run scripts/setup.sh for the embedded models, or fix the path"
@@ -428,14 +462,38 @@ fn judge_config(
 ) -> Result<JudgeConfig, ConfigError> {
     let mut options = CandleJudgeOptions::default();
     let bad = |span: Range<usize>, key: &str, message: String| at(Some(span), format!("judge.{key}: {message}"));
-    if let Some(backend) = &raw.backend
-        && backend.get_ref() != "candle"
-    {
-        return Err(bad(
-            backend.span(),
-            "backend",
-            format!("unknown backend {:?}; available: candle", backend.get_ref()),
-        ));
+    let remote_backend = match &raw.backend {
+        None => false,
+        Some(b) => match b.get_ref().as_str() {
+            "candle" => false,
+            "openai" => true,
+            other => {
+                return Err(bad(b.span(), "backend", format!("unknown backend {other:?}; available: candle, openai")));
+            }
+        },
+    };
+    // Keys that belong to the other backend are errors, not silently ignored settings.
+    let local_only = [
+        ("precision", raw.precision.as_ref().map(Spanned::span)),
+        ("device", raw.device.as_ref().map(Spanned::span)),
+        ("question_reserve", raw.question_reserve.as_ref().map(Spanned::span)),
+        ("prefix_cache", raw.prefix_cache.as_ref().map(Spanned::span)),
+        ("prefill_chunk", raw.prefill_chunk.as_ref().map(Spanned::span)),
+    ];
+    let remote_only = [
+        ("url", raw.url.as_ref().map(Spanned::span)),
+        ("model_name", raw.model_name.as_ref().map(Spanned::span)),
+        ("api_key_env", raw.api_key_env.as_ref().map(Spanned::span)),
+        ("timeout_ms", raw.timeout_ms.as_ref().map(Spanned::span)),
+        ("retries", raw.retries.as_ref().map(Spanned::span)),
+        ("backoff_ms", raw.backoff_ms.as_ref().map(Spanned::span)),
+        ("top_logprobs", raw.top_logprobs.as_ref().map(Spanned::span)),
+        ("prompt_format", raw.prompt_format.as_ref().map(Spanned::span)),
+    ];
+    let (misplaced, backend_name): (&[_], _) =
+        if remote_backend { (&local_only, "openai") } else { (&remote_only, "candle") };
+    if let Some((key, Some(span))) = misplaced.iter().find(|(_, span)| span.is_some()) {
+        return Err(bad(span.clone(), key, format!("does not apply to backend {backend_name:?}")));
     }
     if let Some(p) = &raw.precision {
         options.precision = match p.get_ref().as_str() {
@@ -509,7 +567,66 @@ fn judge_config(
         Some(m) => (resolve(m.get_ref()), line_of(text, m.span().start)),
         None => (resolve(DEFAULT_JUDGE_MODEL), text.find("[judge]").map_or(1, |o| line_of(text, o))),
     };
-    Ok(JudgeConfig { model, options, line })
+    let remote = if remote_backend { Some(remote_config(raw, &options, &bad)?) } else { None };
+    Ok(JudgeConfig { model, options, remote, line })
+}
+
+/// The `openai` backend's keys; `shared` carries the prompt settings both backends use.
+fn remote_config(
+    raw: &RawJudge,
+    shared: &CandleJudgeOptions,
+    bad: &dyn Fn(Range<usize>, &str, String) -> ConfigError,
+) -> Result<RemoteJudgeConfig, ConfigError> {
+    let url = raw.url.as_ref().ok_or_else(|| {
+        let span = raw.backend.as_ref().map_or(0..0, Spanned::span);
+        bad(span, "url", "backend \"openai\" needs url = \"http://HOST:PORT\"".into())
+    })?;
+    if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) {
+        return Err(bad(url.span(), "url", format!("{:?} must start with http:// or https://", url.get_ref())));
+    }
+    let mut options = OpenAiJudgeOptions {
+        url: url.get_ref().clone(),
+        model: raw.model_name.as_ref().map(|m| m.get_ref().clone()),
+        max_context: raw.max_context.as_ref().map(|_| shared.max_context),
+        answers: shared.answers.clone(),
+        renormalize: shared.renormalize,
+        template: shared.template.clone(),
+        prompt: shared.prompt.clone(),
+        layout: shared.layout,
+        ..OpenAiJudgeOptions::default()
+    };
+    let positive = |value: &Option<Spanned<i64>>, key: &str, min: i64| -> Result<Option<u64>, ConfigError> {
+        match value {
+            None => Ok(None),
+            Some(v) if *v.get_ref() < min => {
+                Err(bad(v.span(), key, format!("{} is below the minimum {min}", v.get_ref())))
+            }
+            Some(v) => Ok(Some(*v.get_ref() as u64)),
+        }
+    };
+    if let Some(ms) = positive(&raw.timeout_ms, "timeout_ms", 1)? {
+        options.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = positive(&raw.retries, "retries", 0)? {
+        options.retries = n.min(u32::MAX as u64) as u32;
+    }
+    if let Some(ms) = positive(&raw.backoff_ms, "backoff_ms", 0)? {
+        options.backoff = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = positive(&raw.top_logprobs, "top_logprobs", 1)? {
+        options.top_logprobs = n.min(u32::MAX as u64) as u32;
+    }
+    if let Some(f) = &raw.prompt_format {
+        options.prompt_format = f.get_ref().parse().map_err(|e: String| bad(f.span(), "prompt_format", e))?;
+    }
+    let api_key_env = match &raw.api_key_env {
+        Some(v) if v.get_ref().is_empty() || v.get_ref().contains('=') => {
+            return Err(bad(v.span(), "api_key_env", format!("{:?} is not an environment variable name", v.get_ref())));
+        }
+        Some(v) => Some(v.get_ref().clone()),
+        None => None,
+    };
+    Ok(RemoteJudgeConfig { options, api_key_env })
 }
 
 /// 1-based line number of byte `offset` in `text`.
@@ -554,6 +671,48 @@ mod tests {
         assert!(err.starts_with("/jobs/rules.toml:5:") && err.contains("never granted"), "{err}");
         let err = parse(&pack("grants = [\"gpu\"]")).unwrap_err();
         assert!(err.contains("unknown grant \"gpu\"") && err.contains("judge"), "{err}");
+    }
+
+    #[test]
+    fn the_openai_backend_reads_its_keys_and_refuses_the_other_backends() {
+        let model = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let judge = |keys: &str| format!("{}\n[judge]\nmodel = \"{model}\"\n{keys}", pack("grants = [\"judge\"]"));
+        let job = parse(&judge(
+            "backend = \"openai\"\nurl = \"http://10.0.0.5:8000/v1\"\nmodel_name = \"qwen\"\n\
+             timeout_ms = 1500\nretries = 4\nbackoff_ms = 10\ntop_logprobs = 5\nprompt_format = \"text\"\n\
+             api_key_env = \"JUDGE_KEY\"\nlayout = \"rule-first\"\nmax_context = 4096\nrenormalize = true",
+        ))
+        .unwrap();
+        let remote = job.judge.remote.as_ref().expect("openai backend");
+        let o = &remote.options;
+        assert_eq!((o.url.as_str(), o.model.as_deref()), ("http://10.0.0.5:8000/v1", Some("qwen")));
+        assert_eq!((o.timeout.as_millis(), o.retries, o.backoff.as_millis(), o.top_logprobs), (1500, 4, 10, 5));
+        assert_eq!(o.prompt_format, crate::judge::PromptFormat::Text);
+        assert_eq!((o.layout, o.max_context, o.renormalize), (crate::judge::Layout::RuleFirst, Some(4096), true));
+        assert_eq!(remote.api_key_env.as_deref(), Some("JUDGE_KEY"));
+        // The candle backend is the default, and has no remote part.
+        assert!(parse(&judge("")).unwrap().judge.remote.is_none());
+
+        let err = parse(&judge("backend = \"openai\"")).unwrap_err();
+        assert!(err.starts_with("/jobs/rules.toml:8: judge.url: backend \"openai\" needs url"), "{err}");
+        let err = parse(&judge("backend = \"openai\"\nurl = \"ftp://x\"")).unwrap_err();
+        assert!(err.starts_with("/jobs/rules.toml:9: judge.url:"), "{err}");
+        let err = parse(&judge("backend = \"openai\"\nurl = \"http://x\"\ndevice = \"cuda\"")).unwrap_err();
+        assert!(err.starts_with("/jobs/rules.toml:10: judge.device: does not apply to backend \"openai\""), "{err}");
+        let err = parse(&judge("url = \"http://x\"")).unwrap_err();
+        assert!(err.starts_with("/jobs/rules.toml:8: judge.url: does not apply to backend \"candle\""), "{err}");
+        let err = parse(&judge("backend = \"openai\"\nurl = \"http://x\"\nprompt_format = \"json\"")).unwrap_err();
+        assert!(err.contains("judge.prompt_format") && err.contains("tokens"), "{err}");
+        let err = parse(&judge("backend = \"openai\"\nurl = \"http://x\"\ntop_logprobs = 0")).unwrap_err();
+        assert!(err.contains("judge.top_logprobs: 0 is below the minimum 1"), "{err}");
+        let err = parse(&judge("backend = \"vllm\"")).unwrap_err();
+        assert!(err.contains("judge.backend") && err.contains("candle, openai"), "{err}");
+        // With its own tokenizer file, the remote judge needs no model file.
+        let no_model = format!(
+            "{}\n[judge]\nbackend = \"openai\"\nurl = \"http://x\"\ntokenizer = \"{model}\"\n",
+            pack("grants = [\"judge\"]")
+        );
+        assert!(parse(&no_model).is_ok());
     }
 
     #[test]

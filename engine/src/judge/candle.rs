@@ -704,25 +704,7 @@ fn sha256_files(files: &[PathBuf]) -> Result<String, JudgeLoadError> {
 
 /// The judge id (see [`Judge::id`] for [`CandleJudge`]).
 fn judge_id(sha256: &str, info: &ModelInfo, options: &CandleJudgeOptions) -> String {
-    let mut settings = String::new();
-    let t = &options.template;
-    let p = &options.prompt;
-    for field in [
-        &t.name,
-        &t.bos,
-        &t.turn_start,
-        &t.turn_end,
-        &p.system,
-        &p.sample_intro,
-        &p.system_label,
-        &p.user_label,
-        &p.assistant_label,
-        &p.response_header,
-        &p.question,
-        &p.truncation_marker,
-    ] {
-        let _ = write!(settings, "{}:{field};", field.len());
-    }
+    let mut settings = template::wording_fingerprint(&options.template, &options.prompt);
     let ids = |side: &[(String, u32)]| side.iter().map(|(_, id)| id.to_string()).collect::<Vec<_>>().join(",");
     let _ = write!(
         settings,

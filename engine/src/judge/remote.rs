@@ -480,25 +480,7 @@ pub fn judgement_from_top(top: &[(String, f64)], answers: &AnswerIds, renormaliz
 }
 
 fn remote_id(endpoint: &str, answers: &AnswerIds, options: &OpenAiJudgeOptions) -> String {
-    let mut settings = String::new();
-    let t = &options.template;
-    let p = &options.prompt;
-    for field in [
-        &t.name,
-        &t.bos,
-        &t.turn_start,
-        &t.turn_end,
-        &p.system,
-        &p.sample_intro,
-        &p.system_label,
-        &p.user_label,
-        &p.assistant_label,
-        &p.response_header,
-        &p.question,
-        &p.truncation_marker,
-    ] {
-        let _ = write!(settings, "{}:{field};", field.len());
-    }
+    let mut settings = template::wording_fingerprint(&options.template, &options.prompt);
     let side = |s: &[(String, u32)]| s.iter().map(|(w, id)| format!("{w:?}={id}")).collect::<Vec<_>>().join(",");
     let _ = write!(
         settings,

@@ -180,6 +180,29 @@ pub struct JudgePrompt {
     pub truncation_marker: String,
 }
 
+/// The template's and the prompt's wording as one string, each field length-prefixed (so
+/// no two settings concatenate alike): the part of a judge id that both backends share.
+pub fn wording_fingerprint(template: &ChatTemplate, prompt: &JudgePrompt) -> String {
+    let mut out = String::new();
+    for field in [
+        &template.name,
+        &template.bos,
+        &template.turn_start,
+        &template.turn_end,
+        &prompt.system,
+        &prompt.sample_intro,
+        &prompt.system_label,
+        &prompt.user_label,
+        &prompt.assistant_label,
+        &prompt.response_header,
+        &prompt.question,
+        &prompt.truncation_marker,
+    ] {
+        out.push_str(&format!("{}:{field};", field.len()));
+    }
+    out
+}
+
 impl Default for JudgePrompt {
     fn default() -> Self {
         JudgePrompt {
