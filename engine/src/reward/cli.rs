@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::optim::Decay;
-use super::train::{TrainOptions, TrainReport};
+use super::train::{TrainDevice, TrainOptions, TrainReport};
 use super::{PairStats, RewardError, TrainPair, load_train_pairs};
 
 /// Train a reward model (MiniLM + a scalar head) with the Bradley–Terry loss and export it
@@ -23,7 +23,8 @@ Examples:
   engine train --data ../shared/data/hh-harmless-train.jsonl --dev ../shared/data/hh-harmless-dev.jsonl --out runs/rm
   engine train --data pairs.jsonl --labels runs/demo/labeled.jsonl --margin --out runs/rm-rules
   engine train --data pairs.jsonl --out runs/rm --resume          continue after an interruption
-  engine train --data pairs.jsonl --out runs/rm --epochs 3 --batch-size 8 --accumulate 4 --lr 2e-5 --decay cosine")]
+  engine train --data pairs.jsonl --out runs/rm --epochs 3 --batch-size 8 --accumulate 4 --lr 2e-5 --decay cosine
+  engine train --data pairs.jsonl --out runs/rm --device cuda       on GPU 0 (an engine built with --features cuda)")]
 pub struct TrainArgs {
     /// Pairs to train on, in any format `engine score` reads (gold labels unless --labels).
     #[arg(long)]
@@ -86,6 +87,9 @@ pub struct TrainArgs {
     /// Worker threads (default: all cores).
     #[arg(long, short = 'j')]
     pub threads: Option<usize>,
+    /// Where to train: cpu | cuda | cuda:N (CUDA needs an engine built with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: TrainDevice,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -154,6 +158,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainOutcome, RewardError> {
         center_coef: args.center_coef,
         bucket: args.bucket,
         threads: args.threads,
+        device: args.device,
         progress: !args.quiet,
         ..TrainOptions::new(&args.backbone, &args.out)
     };

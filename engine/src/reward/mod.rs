@@ -48,7 +48,7 @@ use layout::Tokenizer;
 pub use data::{PairStats, TrainPair, load_train_pairs, read_labels};
 pub use model::{DEFAULT_MAX_LEN, RewardMeta, RewardModel};
 pub use optim::Decay;
-pub use train::{EpochReport, TrainOptions, TrainReport, train};
+pub use train::{EpochReport, TrainDevice, TrainOptions, TrainReport, train};
 
 /// Everything that can go wrong in this module; each names the file or item it is about.
 #[derive(Debug, thiserror::Error)]

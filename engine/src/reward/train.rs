@@ -37,8 +37,20 @@
 //! There is no other randomness (no dropout), and candle's CPU kernels are deterministic for a
 //! fixed thread count, so a resumed run ends **within 1e-5 of the uninterrupted run's
 //! rewards** (in practice identical; `tests/reward.rs` checks the tolerance on a tiny run).
+//!
+//! # Devices
+//!
+//! [`TrainOptions::device`] (`engine train --device cpu|cuda|cuda:N`) picks where the model,
+//! the batches, the losses, the AdamW moments and the accumulated gradients live
+//! ([`optim`] keeps its state as tensors on a GPU, as host vectors on the CPU). Only
+//! per-step scalars (loss sums, rewards for accuracy) and checkpoints come back to the host;
+//! checkpoints are CPU tensors, so a run may resume on another device. CUDA needs an engine
+//! built with `--features cuda`; its kernels are not promised to be bit-for-bit
+//! deterministic, so the resume guarantee above is the CPU's.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -51,6 +63,72 @@ use super::model::{RewardModel, tmp_path, write_atomic};
 use super::optim::{self, AdamW, AdamWConfig, Decay, GradAccumulator};
 use super::rng::SplitMix64;
 use super::{CandleContext, RewardError};
+
+/// Where [`train`] runs: `cpu` (the default), `cuda` (device 0) or `cuda:N`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum TrainDevice {
+    #[default]
+    Cpu,
+    /// The CUDA device with this ordinal (needs an engine built with `--features cuda`).
+    Cuda(usize),
+}
+
+impl TrainDevice {
+    pub fn is_cpu(&self) -> bool {
+        *self == TrainDevice::Cpu
+    }
+
+    /// Opens the device; a clear error when this engine was built without CUDA.
+    pub fn open(&self) -> Result<Device, RewardError> {
+        match *self {
+            TrainDevice::Cpu => Ok(Device::Cpu),
+            TrainDevice::Cuda(_) if !cfg!(feature = "cuda") => Err(RewardError::Invalid(format!(
+                "--device {self}: this engine was built without CUDA support; \
+                 rebuild it with `cargo build --release -p engine --features cuda`"
+            ))),
+            TrainDevice::Cuda(ordinal) => {
+                Device::new_cuda(ordinal).ctx(format!("--device {self}: opening CUDA device {ordinal}"))
+            }
+        }
+    }
+}
+
+impl FromStr for TrainDevice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TrainDevice, String> {
+        match s {
+            "cpu" => Ok(TrainDevice::Cpu),
+            "cuda" => Ok(TrainDevice::Cuda(0)),
+            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(ordinal) => Ok(TrainDevice::Cuda(ordinal)),
+                None => Err(format!("unknown device {other:?}; expected cpu, cuda or cuda:N")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for TrainDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainDevice::Cpu => f.write_str("cpu"),
+            TrainDevice::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
+        }
+    }
+}
+
+impl TryFrom<String> for TrainDevice {
+    type Error = String;
+    fn try_from(s: String) -> Result<TrainDevice, String> {
+        s.parse()
+    }
+}
+
+impl From<TrainDevice> for String {
+    fn from(d: TrainDevice) -> String {
+        d.to_string()
+    }
+}
 
 /// Settings of [`train`]; [`TrainOptions::new`] has the defaults.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,6 +162,10 @@ pub struct TrainOptions {
     pub bucket: usize,
     /// Worker threads (default: rayon's, i.e. all cores or RAYON_NUM_THREADS).
     pub threads: Option<usize>,
+    /// Where the model trains (see the [module docs](self#devices)). Left out of the recorded
+    /// options when it is the CPU, so CPU runs record what they did before the option existed.
+    #[serde(default, skip_serializing_if = "TrainDevice::is_cpu")]
+    pub device: TrainDevice,
     pub progress: bool,
     /// Stop after this many optimizer steps in this process (as if interrupted); for tests.
     #[serde(skip)]
@@ -111,6 +193,7 @@ impl TrainOptions {
             center_coef: 0.0,
             bucket: 32,
             threads: None,
+            device: TrainDevice::Cpu,
             progress: true,
             stop_after: None,
         }
@@ -301,7 +384,7 @@ pub fn train(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Res
 }
 
 fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<TrainReport, RewardError> {
-    let device = Device::Cpu;
+    let device = opts.device.open()?;
     let mut rm = RewardModel::from_backbone(&opts.backbone, &device, opts.seed, opts.max_len)?;
     let (items, truncated) = encode_all(&rm, train)?;
     let (dev_items, dev_truncated) = encode_all(&rm, dev)?;
@@ -312,7 +395,8 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
     let warmup_steps = (opts.warmup * total_steps as f64).round() as u64;
     let fingerprint = fingerprint(opts, items.len());
 
-    let mut adam = AdamW::new(rm.params(), AdamWConfig { weight_decay: opts.weight_decay, ..Default::default() });
+    let mut adam = AdamW::new(rm.params(), AdamWConfig { weight_decay: opts.weight_decay, ..Default::default() })
+        .ctx("optimizer state")?;
     let checkpoint_dir = opts.out.join("checkpoint");
     let mut state = CheckpointState {
         step: 0,
@@ -357,7 +441,7 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
         indicatif::ProgressBar::hidden()
     };
 
-    let mut acc = GradAccumulator::new(rm.params());
+    let mut acc = GradAccumulator::new(rm.params()).ctx("gradient accumulators")?;
     let mut step_seconds = 0f64;
     let (mut pairs_done, mut real_tokens, mut padded_tokens) = (0usize, 0usize, 0usize);
     let mut steps_this_run = 0u64;
@@ -370,7 +454,7 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
             let group = &batches[state.batch..group_end];
             let step_pairs: usize = group.iter().map(Vec::len).sum();
             let step_started = Instant::now();
-            acc.clear();
+            acc.clear().ctx("gradient accumulators")?;
             for batch in group {
                 let chunk: Vec<&Item> = batch.iter().map(|&i| &items[i]).collect();
                 let stats = micro_step(&rm, &chunk, opts, step_pairs, &mut acc)?;
@@ -382,7 +466,7 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
                 padded_tokens += stats.padded_tokens;
                 pairs_done += chunk.len();
             }
-            optim::clip_global_norm(&mut acc.grads, opts.max_grad_norm);
+            acc.clip(opts.max_grad_norm).ctx("gradient clipping")?;
             let lr = optim::learning_rate(opts.lr, warmup_steps, total_steps, state.step, opts.decay);
             adam.update(rm.params(), &acc.grads, lr).ctx("optimizer step")?;
             step_seconds += step_started.elapsed().as_secs_f64();
@@ -527,8 +611,8 @@ fn save_checkpoint(dir: &Path, rm: &RewardModel, adam: &AdamW, state: &mut Check
         let shape = var.shape().clone();
         let cpu = Device::Cpu;
         tensors.insert(format!("param.{name}"), var.as_tensor().to_device(&cpu).ctx(name)?);
-        tensors.insert(format!("m.{name}"), Tensor::from_slice(&adam.m[i], &shape, &cpu).ctx(name)?);
-        tensors.insert(format!("v.{name}"), Tensor::from_slice(&adam.v[i], &shape, &cpu).ctx(name)?);
+        tensors.insert(format!("m.{name}"), adam.m.to_cpu_tensor(i, &shape).ctx(name)?);
+        tensors.insert(format!("v.{name}"), adam.v.to_cpu_tensor(i, &shape).ctx(name)?);
     }
     let previous = std::mem::replace(&mut state.weights, format!("step-{:06}.safetensors", state.step));
     let path = dir.join(&state.weights);
@@ -566,8 +650,8 @@ fn load_checkpoint(dir: &Path, rm: &RewardModel, adam: &mut AdamW) -> Result<Che
             });
         }
         var.set(&p.to_device(var.device()).ctx(name)?).ctx(name)?;
-        adam.m[i] = take(format!("m.{name}"))?.flatten_all().and_then(|t| t.to_vec1()).ctx(name)?;
-        adam.v[i] = take(format!("v.{name}"))?.flatten_all().and_then(|t| t.to_vec1()).ctx(name)?;
+        adam.m.set(i, &take(format!("m.{name}"))?).ctx(format!("m.{name} in {}", path.display()))?;
+        adam.v.set(i, &take(format!("v.{name}"))?).ctx(format!("v.{name} in {}", path.display()))?;
     }
     adam.step = state.step;
     Ok(state)
@@ -610,6 +694,43 @@ mod tests {
         assert!((l[0] - (sp(-1.0) + 0.1)).abs() < 1e-6);
         assert!((l[1] - (std::f32::consts::LN_2 + 0.1 * 1.0)).abs() < 1e-6);
         assert!((l[2] - (sp(-3.0) + 0.1 * 1.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn devices_parse_print_and_record() {
+        for (text, device) in
+            [("cpu", TrainDevice::Cpu), ("cuda", TrainDevice::Cuda(0)), ("cuda:3", TrainDevice::Cuda(3))]
+        {
+            assert_eq!(text.parse::<TrainDevice>(), Ok(device));
+        }
+        assert_eq!(TrainDevice::Cuda(3).to_string(), "cuda:3");
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU", "cuda:-1"] {
+            let err = bad.parse::<TrainDevice>().unwrap_err();
+            assert!(err.contains("expected cpu, cuda or cuda:N"), "{bad}: {err}");
+        }
+        // The CPU is left out of the recorded options (they read back as the CPU); CUDA is kept.
+        let mut opts = TrainOptions::new("backbone", "out");
+        let json = serde_json::to_value(&opts).unwrap();
+        assert!(json.get("device").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<TrainOptions>(json).unwrap().device, TrainDevice::Cpu);
+        opts.device = TrainDevice::Cuda(1);
+        let json = serde_json::to_value(&opts).unwrap();
+        assert_eq!(json["device"], "cuda:1");
+        assert_eq!(serde_json::from_value::<TrainOptions>(json).unwrap().device, TrainDevice::Cuda(1));
+        assert!(matches!(TrainDevice::Cpu.open(), Ok(Device::Cpu)));
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_a_clear_error() {
+        let err = TrainDevice::Cuda(0).open().unwrap_err().to_string();
+        assert!(err.contains("--device cuda:0") && err.contains("--features cuda"), "{err}");
+        // And train() stops there, before reading anything.
+        let opts =
+            TrainOptions { device: TrainDevice::Cuda(0), progress: false, ..TrainOptions::new("missing", "out") };
+        let pair = TrainPair { prompt: Vec::new(), chosen: "a".into(), rejected: "b".into(), margin: 0.0, tie: false };
+        let err = train(&opts, &[pair], &[]).unwrap_err().to_string();
+        assert!(err.contains("built without CUDA support"), "{err}");
     }
 
     #[test]
