@@ -140,4 +140,26 @@ fn label_explain_and_eval_labels_on_the_demo_data() {
     {
         assert!(table.contains(strategy), "{strategy}: {table}");
     }
+    let json = path("agreement.json");
+    let table = stdout(&run(&[
+        "eval-labels",
+        "--config",
+        DETERMINISTIC,
+        "--scores",
+        &path("scores.jsonl"),
+        "--gold",
+        "data/demo.jsonl",
+        "--strategies",
+        "all",
+        "--calibrate",
+        "none,rank",
+        "--per-rule",
+        "--json",
+        &json,
+    ]));
+    assert!(table.contains("| all |") && table.contains("| all (rank-calibrated) |"), "{table}");
+    assert!(table.contains("Each rule on its own") && table.contains("| pii-leak | core |"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(json["strategies"].as_array().unwrap().len(), 2);
+    assert_eq!(json["rules"].as_array().unwrap().len(), 13, "{json}");
 }

@@ -12,7 +12,7 @@ use crate::config::{ConfigError, Job};
 use crate::data::{self, DataError, Format, ReadOptions};
 use crate::judge::{CandleJudge, Judge, JudgeLoadError, JudgeStats, OpenAiJudge};
 use crate::label::{Labeler, TiePolicy};
-use crate::labeling::{self, Agreement, AuditRecord, LabelingError, ScoreTable};
+use crate::labeling::{self, Agreement, AuditRecord, Calibration, LabelingError, RuleAgreement, ScoreTable};
 use crate::plugin::{PluginError, Registry, RegistryError, Runtime, abi};
 use crate::score::{self, ScoreError, ScoreOptions, ScoreSummary, Shard};
 use crate::select::Strategy;
@@ -422,14 +422,16 @@ pub fn explain(labels: &Path, pair: &str) -> Result<String, AppError> {
     Ok(labeling::explain(record))
 }
 
-/// `engine eval-labels`: agreement of rule labels with gold labels, per strategy.
+/// `engine eval-labels`: agreement of rule labels with gold labels, per calibration and
+/// strategy (rows in that order), and each rule's own agreement (raw scores).
 pub fn eval_labels(
     config: &Path,
     scores: Option<&Path>,
     gold: &Path,
     strategies: &[Strategy],
+    calibrations: &[Calibration],
     tie_policy: Option<TiePolicy>,
-) -> Result<Vec<Agreement>, AppError> {
+) -> Result<(Vec<Agreement>, Vec<RuleAgreement>), AppError> {
     let job = Job::load(config)?;
     let scores_path = scores.map(Path::to_path_buf).unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
     let pairs = read_pairs_for(&job, Some(gold))?;
@@ -440,13 +442,50 @@ pub fn eval_labels(
     let labeler = Labeler::new(tie_policy.unwrap_or(job.tie_policy), crate::label::DEFAULT_EPSILON)
         .map_err(|e| AppError::Usage(e.to_string()))?;
     let hashes = pack_hashes(&job);
-    strategies
-        .iter()
-        .map(|strategy| {
+    let mut rows = Vec::new();
+    for &calibration in calibrations {
+        let table = table.calibrated(calibration);
+        for strategy in strategies {
             let records = labeling::label_pairs(&pairs, &table, strategy, &labeler, &hashes, None)?;
-            Ok(labeling::agreement(&records, 0))
-        })
-        .collect()
+            let mut row = labeling::agreement(&records, 0);
+            if calibration != Calibration::None {
+                row.strategy = format!("{} ({calibration}-calibrated)", row.strategy);
+            }
+            rows.push(row);
+        }
+    }
+    Ok((rows, labeling::rule_agreement(&pairs, &table)?))
+}
+
+/// Each rule's own agreement with gold labels as markdown: the rules that take a side,
+/// most accurate first, then the silent ones; ties by id.
+pub fn rule_agreement_table(rules: &[RuleAgreement]) -> String {
+    let mut sorted: Vec<&RuleAgreement> = rules.iter().collect();
+    sorted.sort_by(|a, b| {
+        let (a_, b_) = (&a.agreement, &b.agreement);
+        (b_.decided > 0)
+            .cmp(&(a_.decided > 0))
+            .then(b_.accuracy.total_cmp(&a_.accuracy))
+            .then_with(|| a.rule.cmp(&b.rule))
+    });
+    let mut text = String::from(
+        "| rule | pack | takes a side | agrees with gold | 95% CI | abstain rate | mean relevance |\n\
+         |---|---|---:|---:|---|---:|---:|\n",
+    );
+    for r in sorted {
+        let a = &r.agreement;
+        let (accuracy, ci) = if a.decided > 0 {
+            (format!("{:.3}", a.accuracy), format!("{:.3}–{:.3}", a.ci_low, a.ci_high))
+        } else {
+            ("n/a".to_string(), "n/a".to_string())
+        };
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {accuracy} | {ci} | {:.3} | {:.3} |",
+            r.rule, r.pack, a.decided, a.abstain_rate, r.mean_relevance
+        );
+    }
+    text
 }
 
 /// The agreement table as markdown.

@@ -136,6 +136,126 @@ impl ScoreTable {
     }
 }
 
+/// How scores are made comparable across rules before selection and labeling.
+///
+/// A judge rates some rules high and others low whatever the response (the embedded
+/// judge answers "No" to most questions), so raw scores of different rules are on
+/// different scales and a few rules can dominate a sum. `Rank` replaces each score by
+/// its mid-rank within its rule's column, over every scored sample, mapped to `[-1, 1]`:
+/// `2·(below + equal/2)/n − 1`. It keeps every rule's ordering of responses (so which
+/// response a single rule prefers never changes) and gives every rule the same spread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Calibration {
+    #[default]
+    None,
+    Rank,
+}
+
+impl std::str::FromStr for Calibration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Calibration::None),
+            "rank" => Ok(Calibration::Rank),
+            other => Err(format!("unknown calibration {other:?} (expected none or rank)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Calibration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Calibration::None => "none",
+            Calibration::Rank => "rank",
+        })
+    }
+}
+
+impl ScoreTable {
+    /// This table with every score calibrated as `calibration` says; relevance is kept.
+    pub fn calibrated(&self, calibration: Calibration) -> ScoreTable {
+        let mut out =
+            ScoreTable { rule_ids: self.rule_ids.clone(), packs: self.packs.clone(), rows: self.rows.clone() };
+        if calibration == Calibration::None {
+            return out;
+        }
+        for c in 0..self.rule_ids.len() {
+            let mut column: Vec<f64> =
+                self.rows.values().filter_map(|r| r.scores[c].map(|v| v.score)).filter(|s| s.is_finite()).collect();
+            column.sort_by(f64::total_cmp);
+            let n = column.len() as f64;
+            for row in out.rows.values_mut() {
+                if let Some(v) = row.scores[c].as_mut()
+                    && v.score.is_finite()
+                {
+                    let below = column.partition_point(|x| *x < v.score) as f64;
+                    let upto = column.partition_point(|x| *x <= v.score) as f64;
+                    v.score = 2.0 * (below + (upto - below) / 2.0) / n - 1.0;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How well one rule on its own agrees with gold labels: the pairs labeled by that rule
+/// alone (strategy `all` over its column, ties dropped), measured by [`agreement`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleAgreement {
+    pub rule: String,
+    pub pack: String,
+    /// `decided` is the pairs where the rule takes a side; `accuracy` how often it is
+    /// the gold side.
+    pub agreement: Agreement,
+    /// Mean relevance over both responses of the gold pairs the rule scored.
+    pub mean_relevance: f64,
+}
+
+impl ScoreTable {
+    /// The table of one column: rule `column` alone.
+    fn column_only(&self, column: usize) -> ScoreTable {
+        let rows = self
+            .rows
+            .iter()
+            .map(|(sample, r)| {
+                let row = Row {
+                    scores: vec![r.scores[column]],
+                    rationales: vec![r.rationales[column].clone()],
+                    judge_calls: r.calls[column],
+                    calls: vec![r.calls[column]],
+                    evaluated: 1,
+                };
+                (sample.clone(), row)
+            })
+            .collect();
+        ScoreTable { rule_ids: vec![self.rule_ids[column].clone()], packs: vec![self.packs[column].clone()], rows }
+    }
+}
+
+/// Every rule's own agreement with the gold labels of `pairs`, in column order.
+pub fn rule_agreement(pairs: &[Pair], table: &ScoreTable) -> Result<Vec<RuleAgreement>, LabelingError> {
+    let labeler = Labeler::default(); // ties dropped: a rule that scores both alike takes no side
+    (0..table.rule_ids.len())
+        .map(|c| {
+            let one = table.column_only(c);
+            let records = label_pairs(pairs, &one, &Strategy::All, &labeler, &BTreeMap::new(), None)?;
+            let mut relevance = (0.0, 0usize);
+            for pair in pairs.iter().filter(|p| p.gold.is_some()) {
+                let (a, b) = one.pair_scores(pair)?;
+                for v in [a[0], b[0]].into_iter().flatten() {
+                    relevance = (relevance.0 + v.relevance, relevance.1 + 1);
+                }
+            }
+            Ok(RuleAgreement {
+                rule: table.rule_ids[c].clone(),
+                pack: table.packs[c].clone(),
+                agreement: agreement(&records, 0),
+                mean_relevance: if relevance.1 > 0 { relevance.0 / relevance.1 as f64 } else { 0.0 },
+            })
+        })
+        .collect()
+}
+
 /// Both responses' verdicts of one pair, indexed like [`ScoreTable::rule_ids`].
 pub type PairRows<'a> = (&'a [Option<RuleScore>], &'a [Option<RuleScore>]);
 
@@ -476,6 +596,83 @@ mod tests {
         assert!(line.contains("\"label\":\"chosen\",\"winner\":\"a\""), "{line}");
         let back: AuditRecord = serde_json::from_str(&line).unwrap();
         assert_eq!(&back, r);
+    }
+
+    #[test]
+    fn rank_calibration_keeps_each_rules_order_and_equalises_scales() {
+        // Rule "low" always near -1 (a judge that says No), rule "wide" spread out.
+        let pairs = [pair("p1", "a1", "b1"), pair("p2", "a2", "b2")];
+        let mut records = Vec::new();
+        for (p, (la, lb), (wa, wb)) in
+            [(&pairs[0], (-0.99, -0.98), (0.5, -0.5)), (&pairs[1], (-0.97, -0.99), (0.9, 0.9))]
+        {
+            records.push(record(p, Pref::A, "low", ok(la, 0.5)));
+            records.push(record(p, Pref::B, "low", ok(lb, 0.5)));
+            records.push(record(p, Pref::A, "wide", ok(wa, 0.7)));
+            records.push(record(p, Pref::B, "wide", ok(wb, 0.7)));
+        }
+        let table = ScoreTable::from_records(&records).unwrap();
+        assert_eq!(
+            table.calibrated(Calibration::None).pair_scores(&pairs[0]).unwrap(),
+            table.pair_scores(&pairs[0]).unwrap()
+        );
+        let cal = table.calibrated(Calibration::Rank);
+        let score = |p: &Pair, c: usize| {
+            let (a, b) = cal.pair_scores(p).unwrap();
+            (a[c].unwrap().score, b[c].unwrap().score)
+        };
+        // "low": -0.99 < -0.98 < -0.97 with -0.99 twice: mid-ranks 1, 2.5, 3.5 of 4.
+        assert_eq!(score(&pairs[0], 0), (2.0 * 1.0 / 4.0 - 1.0, 2.0 * 2.5 / 4.0 - 1.0));
+        assert_eq!(score(&pairs[1], 0), (2.0 * 3.5 / 4.0 - 1.0, 2.0 * 1.0 / 4.0 - 1.0));
+        // "wide": -0.5 < 0.5 < 0.9 (twice): the tie stays a tie.
+        assert_eq!(score(&pairs[0], 1), (2.0 * 1.5 / 4.0 - 1.0, 2.0 * 0.5 / 4.0 - 1.0));
+        let (a, b) = score(&pairs[1], 1);
+        assert_eq!(a, b);
+        // Relevance is untouched; every rule now spans the same range.
+        assert_eq!(cal.pair_scores(&pairs[0]).unwrap().0[1].unwrap().relevance, f64::from(0.7f32));
+        // Each rule's own preference is the same before and after.
+        assert_eq!(rule_agreement(&pairs, &table).unwrap(), rule_agreement(&pairs, &cal).unwrap());
+        assert_eq!("rank".parse::<Calibration>(), Ok(Calibration::Rank));
+        assert!("zscore".parse::<Calibration>().unwrap_err().contains("none or rank"));
+    }
+
+    #[test]
+    fn each_rules_own_agreement_with_gold() {
+        // Gold prefers A in both pairs. "good" prefers A twice, "bad" prefers B once and
+        // ties once, "half" fails on one response of p2.
+        let pairs = [pair("p1", "a1", "b1"), pair("p2", "a2", "b2")];
+        let records = vec![
+            record(&pairs[0], Pref::A, "good", ok(0.5, 1.0)),
+            record(&pairs[0], Pref::B, "good", ok(-0.5, 0.0)),
+            record(&pairs[1], Pref::A, "good", ok(0.1, 1.0)),
+            record(&pairs[1], Pref::B, "good", ok(0.0, 0.0)),
+            record(&pairs[0], Pref::A, "bad", ok(-0.5, 0.5)),
+            record(&pairs[0], Pref::B, "bad", ok(0.5, 0.5)),
+            record(&pairs[1], Pref::A, "bad", ok(0.2, 0.5)),
+            record(&pairs[1], Pref::B, "bad", ok(0.2, 0.5)),
+            record(&pairs[0], Pref::A, "half", ok(1.0, 1.0)),
+            record(&pairs[0], Pref::B, "half", ok(0.0, 1.0)),
+            record(&pairs[1], Pref::A, "half", Outcome::Error { kind: FailureKind::Panic, message: "x".into() }),
+            record(&pairs[1], Pref::B, "half", ok(0.0, 1.0)),
+            record(&pairs[0], Pref::A, "quiet", ok(0.0, 0.0)),
+            record(&pairs[0], Pref::B, "quiet", ok(0.0, 0.0)),
+        ];
+        let table = ScoreTable::from_records(&records).unwrap();
+        let rules = rule_agreement(&pairs, &table).unwrap();
+        let get = |id: &str| {
+            let r = rules.iter().find(|r| r.rule == id).unwrap();
+            (r.agreement.pairs, r.agreement.decided, r.agreement.accuracy)
+        };
+        assert_eq!(get("good"), (2, 2, 1.0));
+        assert_eq!(rules.iter().find(|r| r.rule == "good").unwrap().mean_relevance, 0.5);
+        assert_eq!(get("bad"), (2, 1, 0.0), "the tie is no side");
+        assert_eq!(get("half"), (2, 1, 1.0), "the failed response is no side");
+        assert_eq!(get("quiet"), (2, 0, 0.0));
+        let text = crate::app::rule_agreement_table(&rules);
+        let order: Vec<usize> =
+            ["| good", "| half", "| bad", "| quiet"].iter().map(|r| text.find(r).unwrap()).collect();
+        assert!(order.is_sorted(), "most accurate first, ties by id, silent rules last: {text}");
+        assert!(text.contains("| quiet | core | 0 | n/a | n/a | 1.000 | 0.000 |"), "{text}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use engine::app;
 use engine::data::Format;
 use engine::label::TiePolicy;
+use engine::labeling::Calibration;
 use engine::score::Shard;
 use engine::select::Strategy;
 
@@ -147,7 +148,16 @@ Output (job.output, e.g. runs/demo/):
         strategies: Vec<Strategy>,
         #[arg(long)]
         tie_policy: Option<TiePolicy>,
-        /// Also write the table as JSON here.
+        /// Score calibrations to compare, comma-separated: none (raw scores) and/or rank
+        /// (each score replaced by its rank within its rule, mapped to [-1, 1], so that
+        /// rules the judge rates on different scales weigh alike).
+        #[arg(long, value_delimiter = ',', default_value = "none")]
+        calibrate: Vec<Calibration>,
+        /// Also print each rule's own agreement with the gold labels (which response it
+        /// scores higher): which rules carry signal.
+        #[arg(long)]
+        per_rule: bool,
+        /// Also write the tables as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -365,7 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", app::explain(&labels, &pair)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::EvalLabels { config, scores, gold, strategies, tie_policy, json } => {
+        Command::EvalLabels { config, scores, gold, strategies, tie_policy, calibrate, per_rule, json } => {
             let strategies = if strategies.is_empty() {
                 ["max-discrepancy", "all", "random-k", "relevance-only", "entropy-weighted"]
                     .iter()
@@ -374,10 +384,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 strategies
             };
-            let rows = app::eval_labels(&config, scores.as_deref(), &gold, &strategies, tie_policy)?;
+            let (rows, rules) =
+                app::eval_labels(&config, scores.as_deref(), &gold, &strategies, &calibrate, tie_policy)?;
             print!("{}", app::agreement_table(&rows));
+            if per_rule {
+                print!("\nEach rule on its own (raw scores):\n\n{}", app::rule_agreement_table(&rules));
+            }
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+                let json = serde_json::json!({ "strategies": rows, "rules": rules });
+                std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -2,7 +2,7 @@
 //!
 //! For every rule, the gold pairs are labelled by **that rule alone** (strategy `all` over
 //! a one-rule score table, tie policy `drop`), and the labels are compared with gold
-//! ([`crate::labeling::agreement`]):
+//! ([`crate::labeling::rule_agreement`], which `engine eval-labels --per-rule` prints too):
 //!
 //! - `agreement`: decided pairs whose label matches gold (a tie counts half), with a 95%
 //!   bootstrap interval;
@@ -15,7 +15,6 @@
 //! A card names the gold file by sha256 and the component by sha256, so anyone with the
 //! same gold file can reproduce it, and a card can never be attached to another build.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -24,11 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::{MarketError, read, sha256_hex};
 use crate::config::PackConfig;
 use crate::data::{self, Format, ReadOptions};
-use crate::label::Labeler;
 use crate::labeling::{self, ScoreTable};
 use crate::plugin::{PluginSpec, Registry, Runtime, SandboxLimits};
 use crate::score::{self, Outcome, ScoreOptions, Shard};
-use crate::select::Strategy;
 
 /// A pack's calibration card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,14 +161,17 @@ pub fn measure(
     score::score(&registry, &index.samples, &score_opts)?;
     let records = score::read_strict(&out)?;
 
+    let table = ScoreTable::from_records(&records)?;
+    let measured = labeling::rule_agreement(&pairs, &table)?;
     let mut rules = Vec::new();
     for rule in &registry.rules {
         let id = &rule.meta.id;
-        let mine: Vec<score::ScoreRecord> = records.iter().filter(|r| &r.rule == id).cloned().collect();
-        let table = ScoreTable::from_records(&mine)?;
-        let labels =
-            labeling::label_pairs(&pairs, &table, &Strategy::All, &Labeler::default(), &BTreeMap::new(), None)?;
-        let a = labeling::agreement(&labels, 0);
+        let mine: Vec<&score::ScoreRecord> = records.iter().filter(|r| &r.rule == id).collect();
+        let a = match measured.iter().find(|m| &m.rule == id) {
+            Some(m) => m.agreement.clone(),
+            // A rule with no record at all (no samples): nothing decided.
+            None => labeling::agreement(&[], 0),
+        };
         let relevances: Vec<f64> = mine
             .iter()
             .filter_map(|r| match r.outcome {
