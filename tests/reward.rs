@@ -250,10 +250,15 @@ fn train_command_writes_an_export_and_reports_dev_accuracy() {
             "8",
             "--max-len",
             "64",
-            "--quiet",
+            "--checkpoint-every",
+            "2",
         ],
     );
     assert!(out.status.success(), "{}", util::stderr(&out));
+    // stderr is a pipe here, as in a log file: progress comes as lines, not a bar.
+    let log = util::stderr(&out);
+    assert!(log.contains("train step 2/6 (") && log.contains("train step 4/6 ("), "{log}");
+    assert!(log.contains("epoch 1: train loss") && log.contains("dev accuracy"), "{log}");
     let text = util::stdout(&out);
     assert!(text.contains("trained on 48 of 48 pairs"), "{text}");
     assert!(text.contains("dev accuracy"), "{text}");

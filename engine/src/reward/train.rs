@@ -441,6 +441,9 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
         indicatif::ProgressBar::hidden()
     };
 
+    // Where stderr is not a terminal (a log file, CI) the bar is not drawn; print lines.
+    let log_lines = opts.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = Instant::now();
     let mut acc = GradAccumulator::new(rm.params()).ctx("gradient accumulators")?;
     let mut step_seconds = 0f64;
     let (mut pairs_done, mut real_tokens, mut padded_tokens) = (0usize, 0usize, 0usize);
@@ -484,6 +487,10 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
             let at_epoch_end = state.batch == batches.len();
             if !at_epoch_end && opts.checkpoint_every > 0 && state.step.is_multiple_of(opts.checkpoint_every) {
                 save_checkpoint(&checkpoint_dir, &rm, &adam, &mut state)?;
+                if log_lines {
+                    // No bar is drawn into a log file: a line per checkpoint instead.
+                    eprintln!("train step {}/{total_steps} ({:.0?}): {}", state.step, started.elapsed(), bar.message());
+                }
             }
             if opts.stop_after.is_some_and(|n| steps_this_run >= n) && !at_epoch_end {
                 save_checkpoint(&checkpoint_dir, &rm, &adam, &mut state)?;
@@ -515,7 +522,9 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
                 _ => String::new(),
             }
         );
-        if opts.progress {
+        if log_lines {
+            eprintln!("{line}");
+        } else if opts.progress {
             bar.println(line);
         }
         state.epochs.push(report);
