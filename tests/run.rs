@@ -75,6 +75,20 @@ fn run_scores_labels_trains_evaluates_and_reports_then_a_rerun_is_up_to_date() {
     assert_eq!(r["train"]["pairs"].as_u64(), Some(train));
     let md = std::fs::read_to_string(job.path("out/report.md")).unwrap();
     assert!(md.contains("## Labels") && md.contains("## Reward model") && md.contains("plots/training.svg"), "{md}");
+    // report.md says what report.json says.
+    let header = format!("{} pairs, {} unique responses, {} rules.", r["pairs"], r["samples"], r["rules"]);
+    let l = &r["labels"];
+    let labels = format!("| {} | {} | {} | {} |", l["a_preferred"], l["b_preferred"], l["ties"], l["abstained"]);
+    let a = &r["label_agreement"];
+    let agreement = format!(
+        "**{:.1}%** of {} decided pairs",
+        100.0 * a["accuracy"].as_f64().unwrap(),
+        a["decided"].as_u64().unwrap()
+    );
+    let split = format!("Trained on {train} rule-labelled pairs; {heldout} gold-labelled pairs held out");
+    for line in [header, labels, agreement, split] {
+        assert!(md.contains(&line), "report.md lacks {line:?}: {md}");
+    }
 
     // Again: nothing to redo.
     let again = job.engine(&["run", "--config", "rules.toml", "--quiet"]);

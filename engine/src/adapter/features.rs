@@ -52,8 +52,8 @@ impl EncoderEmbedder {
         let encoder = crate::reward::Encoder::load(dir, &candle_core::Device::Cpu)
             .map_err(|e| AdapterError::Encoder(format!("{}: {e}", dir.display())))?;
         let weights = dir.join("model.safetensors");
-        let bytes = std::fs::read(&weights).map_err(|source| AdapterError::Io { path: weights.clone(), source })?;
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let digest =
+            crate::data::sha256_files(&[weights]).map_err(|(path, source)| AdapterError::Io { path, source })?;
         let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
         Ok(EncoderEmbedder { encoder, id: format!("{name}@sha256:{}", &digest[..16]), max_len: Self::MAX_LEN })
     }

@@ -1,12 +1,39 @@
 //! [`SampleHash`]: the content address of a sample.
 
 use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use super::Message;
+
+/// The sha256 of the concatenated contents of `files` as 64 hex digits, read in 1 MiB
+/// chunks (checkpoints are large). Model ids are made from it. On failure, the file
+/// that could not be read and why.
+pub fn sha256_files<P: AsRef<Path>>(files: &[P]) -> Result<String, (PathBuf, std::io::Error)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for path in files {
+        let path = path.as_ref();
+        let fail = |e| (path.to_path_buf(), e);
+        let mut file = std::fs::File::open(path).map_err(fail)?;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(fail(e)),
+            };
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
 
 /// Version tag at the start of every encoding, so that a future change of the
 /// encoding can never produce the hash of an older one.

@@ -37,6 +37,7 @@ mod error;
 mod formats;
 mod hash;
 mod json;
+pub(crate) use json::kind as json_kind;
 mod read;
 mod samples;
 mod transcript;
@@ -45,7 +46,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{DataError, LineError};
 pub use formats::{Format, UnknownFormatName};
-pub use hash::{ParseSampleHashError, SampleHash};
+pub use hash::{ParseSampleHashError, SampleHash, sha256_files};
 pub use read::{FormatCounts, ReadOptions, ReadReport, Skipped, read_pairs, read_pairs_from};
 pub use samples::{SampleIndex, unique_samples};
 

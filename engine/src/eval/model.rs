@@ -1,9 +1,6 @@
 //! A trained reward model as a [`RewardScorer`].
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use super::{EvalError, RewardScorer};
 use crate::data::Message;
@@ -50,25 +47,11 @@ impl RewardScorer for LoadedModel {
 pub fn load_model(dir: &Path) -> Result<LoadedModel, EvalError> {
     let model = RewardModel::load(dir).map_err(|source| EvalError::Model { dir: dir.to_path_buf(), source })?;
     let weights = dir.join("model.safetensors");
-    let hash = sha256_file(&weights).map_err(|source| EvalError::Io { path: weights, source })?;
+    let hash = crate::data::sha256_files(&[weights]).map_err(|(path, source)| EvalError::Io { path, source })?;
     let name = dir
         .canonicalize()
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
     Ok(LoadedModel { model, id: format!("{name}@{}", &hash[..12]), dir: dir.to_path_buf() })
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }

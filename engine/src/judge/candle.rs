@@ -210,7 +210,6 @@ impl CandleJudge {
     pub fn load(path: impl AsRef<Path>, mut options: CandleJudgeOptions) -> Result<CandleJudge, JudgeLoadError> {
         let started = Instant::now();
         let path = path.as_ref().to_path_buf();
-        let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
         let bad_option = |reason: String| JudgeLoadError::Options { path: path.clone(), reason };
         if options.max_context < 16 {
             return Err(bad_option(format!("max_context {} is too small", options.max_context)));
@@ -225,48 +224,8 @@ impl CandleJudge {
             })?,
         };
 
-        let is_gguf = meta.is_file() && starts_with_gguf_magic(&path)?;
-        let (model, tokenizer, format, files) = if is_gguf {
-            let file = File::open(&path).map_err(|e| io_error(&path, e))?;
-            let mut reader = BufReader::with_capacity(1 << 20, file);
-            let content = gguf_file::Content::read(&mut reader)
-                .map_err(|e| JudgeLoadError::CorruptGguf { path: path.clone(), reason: e.to_string() })?;
-            let plan = model::plan_gguf(&content, &path)?;
-            let tokenizer = match tokenizer_json(&path, &options) {
-                Some(json) => JudgeTokenizer::from_file(&json)?,
-                None => JudgeTokenizer::from_gguf(&content, &path)?,
-            };
-            let precision = match options.precision {
-                Precision::Auto if plan.params() <= AUTO_F32_MAX_PARAMS => WeightPrecision::F32,
-                Precision::Auto | Precision::Quantized => WeightPrecision::Quantized,
-                Precision::F32 => WeightPrecision::F32,
-            };
-            let positions = options.max_context.min(plan.config().context_length);
-            let model = model::load_gguf(plan, &content, &mut reader, &path, precision, positions, &device)?;
-            (model, tokenizer, "gguf", vec![path.clone()])
-        } else if meta.is_dir() || path.extension().is_some_and(|e| e == "safetensors") {
-            if options.precision == Precision::Quantized {
-                return Err(bad_option("kept-quantised weights need a GGUF checkpoint".into()));
-            }
-            let plan = model::plan_safetensors(&path)?;
-            let dir = if meta.is_dir() { path.clone() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
-            let json = tokenizer_json(&path, &options).or_else(|| Some(dir.join("tokenizer.json")));
-            let json = json.filter(|j| j.is_file()).ok_or_else(|| JudgeLoadError::Tokenizer {
-                path: dir.join("tokenizer.json"),
-                reason: "not found (a safetensors checkpoint needs its tokenizer.json)".into(),
-            })?;
-            let tokenizer = JudgeTokenizer::from_file(&json)?;
-            let mut files = vec![dir.join("config.json")];
-            files.extend(plan.files().iter().cloned());
-            let positions = options.max_context.min(plan.config().context_length);
-            let model = model::load_safetensors(plan, positions, &device)?;
-            (model, tokenizer, "safetensors", files)
-        } else {
-            return Err(JudgeLoadError::UnknownFormat {
-                path: path.clone(),
-                reason: "no GGUF magic at its start and not a .safetensors file".into(),
-            });
-        };
+        let Checkpoint { model, tokenizer, format, files } =
+            load_checkpoint(&path, options.precision, options.max_context, options.tokenizer.as_deref(), &device)?;
 
         let tokenizer_path = match tokenizer.source() {
             TokenizerSource::File(p) => p.clone(),
@@ -674,32 +633,82 @@ fn starts_with_gguf_magic(path: &Path) -> Result<bool, JudgeLoadError> {
 }
 
 /// The tokenizer.json to use for the model at `path`, if any.
-fn tokenizer_json(path: &Path, options: &CandleJudgeOptions) -> Option<PathBuf> {
-    if let Some(explicit) = &options.tokenizer {
-        return Some(explicit.clone());
+/// A checkpoint loaded for judging: the model, its tokenizer, the format and the files
+/// that make up the checkpoint (hashed into the judge id).
+pub(crate) struct Checkpoint {
+    pub model: Transformer,
+    pub tokenizer: JudgeTokenizer,
+    pub format: &'static str,
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads the checkpoint at `path` (a GGUF file, or safetensors with config.json) and its
+/// tokenizer: `tokenizer` if given, else `tokenizer.json` beside the model, else (GGUF)
+/// the metadata. `Precision::Auto` runs models up to [`AUTO_F32_MAX_PARAMS`] in f32. Both
+/// the candle judge and `engine serve-judge` load through here.
+pub(crate) fn load_checkpoint(
+    path: &Path,
+    precision: Precision,
+    max_context: usize,
+    tokenizer: Option<&Path>,
+    device: &Device,
+) -> Result<Checkpoint, JudgeLoadError> {
+    let path = path.to_path_buf();
+    let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
+    let tokenizer_json = tokenizer.map(Path::to_path_buf).or_else(|| {
+        let beside = if path.is_dir() { path.join("tokenizer.json") } else { path.with_file_name("tokenizer.json") };
+        beside.is_file().then_some(beside)
+    });
+    if meta.is_file() && starts_with_gguf_magic(&path)? {
+        let file = File::open(&path).map_err(|e| io_error(&path, e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let content = gguf_file::Content::read(&mut reader)
+            .map_err(|e| JudgeLoadError::CorruptGguf { path: path.clone(), reason: e.to_string() })?;
+        let plan = model::plan_gguf(&content, &path)?;
+        let tokenizer = match tokenizer_json {
+            Some(json) => JudgeTokenizer::from_file(&json)?,
+            None => JudgeTokenizer::from_gguf(&content, &path)?,
+        };
+        let precision = match precision {
+            Precision::Auto if plan.params() <= AUTO_F32_MAX_PARAMS => WeightPrecision::F32,
+            Precision::Auto | Precision::Quantized => WeightPrecision::Quantized,
+            Precision::F32 => WeightPrecision::F32,
+        };
+        let positions = max_context.min(plan.config().context_length);
+        let model = model::load_gguf(plan, &content, &mut reader, &path, precision, positions, device)?;
+        Ok(Checkpoint { model, tokenizer, format: "gguf", files: vec![path] })
+    } else if meta.is_dir() || path.extension().is_some_and(|e| e == "safetensors") {
+        if precision == Precision::Quantized {
+            return Err(JudgeLoadError::Options {
+                path,
+                reason: "kept-quantised weights need a GGUF checkpoint".into(),
+            });
+        }
+        let plan = model::plan_safetensors(&path)?;
+        let dir = if meta.is_dir() { path.clone() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let json = tokenizer_json.unwrap_or_else(|| dir.join("tokenizer.json"));
+        if !json.is_file() {
+            return Err(JudgeLoadError::Tokenizer {
+                path: json,
+                reason: "not found (a safetensors checkpoint needs its tokenizer.json)".into(),
+            });
+        }
+        let tokenizer = JudgeTokenizer::from_file(&json)?;
+        let mut files = vec![dir.join("config.json")];
+        files.extend(plan.files().iter().cloned());
+        let positions = max_context.min(plan.config().context_length);
+        let model = model::load_safetensors(plan, positions, device)?;
+        Ok(Checkpoint { model, tokenizer, format: "safetensors", files })
+    } else {
+        Err(JudgeLoadError::UnknownFormat {
+            path,
+            reason: "no GGUF magic at its start and not a .safetensors file".into(),
+        })
     }
-    let beside = if path.is_dir() { path.join("tokenizer.json") } else { path.with_file_name("tokenizer.json") };
-    beside.is_file().then_some(beside)
 }
 
 fn sha256_files(files: &[PathBuf]) -> Result<String, JudgeLoadError> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for path in files {
-        let mut file = File::open(path).map_err(|e| io_error(path, e))?;
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_error(path, e)),
-            };
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-    }
-    Ok(hex::encode(hasher.finalize()))
+    crate::data::sha256_files(files).map_err(|(path, e)| io_error(&path, e))
 }
 
 /// The judge id (see [`Judge::id`] for [`CandleJudge`]).

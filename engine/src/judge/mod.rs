@@ -60,6 +60,7 @@ pub use answer::{AnswerIds, AnswerTokens};
 pub use candle::{
     AUTO_F32_MAX_PARAMS, CandleJudge, CandleJudgeOptions, JudgeDevice, ModelInfo, Precision, PromptTokens,
 };
+pub(crate) use candle::{Checkpoint, load_checkpoint};
 pub use error::JudgeLoadError;
 pub use model::{Architecture, WeightPrecision};
 pub use remote::{OpenAiJudge, OpenAiJudgeOptions, PromptFormat};

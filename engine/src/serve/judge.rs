@@ -32,10 +32,9 @@
 //! accepting connections and lets the requests in flight finish.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,11 +45,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use candle_core::Device;
-use candle_core::quantized::gguf_file;
 use serde_json::{Value, json};
 
-use crate::judge::model::{self, KvCache, Transformer, WeightPrecision};
-use crate::judge::{AUTO_F32_MAX_PARAMS, JudgeLoadError, JudgeTokenizer, Precision};
+use crate::judge::model::{KvCache, Transformer};
+use crate::judge::{Checkpoint, JudgeLoadError, JudgeTokenizer, Precision, load_checkpoint};
 
 /// Why `engine serve-judge` could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -150,45 +148,8 @@ impl ServedModel {
     /// choice).
     pub fn load(options: ServeJudgeOptions) -> Result<ServedModel, JudgeLoadError> {
         let path = options.model.clone();
-        let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
-        let is_gguf = meta.is_file() && path.extension().is_some_and(|e| e == "gguf");
-        let device = Device::Cpu;
-        let (model, tokenizer) = if is_gguf {
-            let file = File::open(&path).map_err(|e| io_error(&path, e))?;
-            let mut reader = BufReader::with_capacity(1 << 20, file);
-            let content = gguf_file::Content::read(&mut reader)
-                .map_err(|e| JudgeLoadError::CorruptGguf { path: path.clone(), reason: e.to_string() })?;
-            let plan = model::plan_gguf(&content, &path)?;
-            let tokenizer = match tokenizer_json(&path, &options) {
-                Some(json) => JudgeTokenizer::from_file(&json)?,
-                None => JudgeTokenizer::from_gguf(&content, &path)?,
-            };
-            let precision = match options.precision {
-                Precision::Auto if plan.params() <= AUTO_F32_MAX_PARAMS => WeightPrecision::F32,
-                Precision::Auto | Precision::Quantized => WeightPrecision::Quantized,
-                Precision::F32 => WeightPrecision::F32,
-            };
-            let positions = options.max_context.min(plan.config().context_length);
-            (model::load_gguf(plan, &content, &mut reader, &path, precision, positions, &device)?, tokenizer)
-        } else if meta.is_dir() || path.extension().is_some_and(|e| e == "safetensors") {
-            if options.precision == Precision::Quantized {
-                return Err(JudgeLoadError::Options {
-                    path,
-                    reason: "kept-quantised weights need a GGUF checkpoint".into(),
-                });
-            }
-            let plan = model::plan_safetensors(&path)?;
-            let dir = if meta.is_dir() { path.clone() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
-            let json = tokenizer_json(&path, &options).unwrap_or_else(|| dir.join("tokenizer.json"));
-            let tokenizer = JudgeTokenizer::from_file(&json)?;
-            let positions = options.max_context.min(plan.config().context_length);
-            (model::load_safetensors(plan, positions, &device)?, tokenizer)
-        } else {
-            return Err(JudgeLoadError::UnknownFormat {
-                path,
-                reason: "not a .gguf file, a .safetensors file or a folder".into(),
-            });
-        };
+        let Checkpoint { model, tokenizer, .. } =
+            load_checkpoint(&path, options.precision, options.max_context, options.tokenizer.as_deref(), &Device::Cpu)?;
         let name = options.name.clone().unwrap_or_else(|| {
             path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "judge".into())
         });
@@ -444,47 +405,10 @@ pub fn run(options: ServeJudgeOptions) -> Result<(), ServeJudgeError> {
         println!("listening on http://{bound}");
         let _ = std::io::stdout().flush();
         axum::serve(listener, router(model))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(super::shutdown_signal())
             .await
             .map_err(ServeJudgeError::Runtime)?;
         eprintln!("serve-judge: stopped");
         Ok(())
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-}
-
-fn io_error(path: &Path, e: std::io::Error) -> JudgeLoadError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        JudgeLoadError::NotFound { path: path.to_path_buf() }
-    } else {
-        JudgeLoadError::Io { path: path.to_path_buf(), source: e }
-    }
-}
-
-fn tokenizer_json(path: &Path, options: &ServeJudgeOptions) -> Option<PathBuf> {
-    if let Some(explicit) = &options.tokenizer {
-        return Some(explicit.clone());
-    }
-    let beside = if path.is_dir() { path.join("tokenizer.json") } else { path.with_file_name("tokenizer.json") };
-    beside.is_file().then_some(beside)
 }

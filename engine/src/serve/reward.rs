@@ -77,7 +77,7 @@ use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::data::{self, Format, Message, ReadOptions, Role};
+use crate::data::{self, Format, Message, ReadOptions, Role, json_kind as kind};
 use crate::eval::RewardScorer;
 
 /// A prompt (possibly empty) and a response: what the model scores.
@@ -229,7 +229,7 @@ pub fn run(
         let listener = bind(opts.addr).await?;
         on_ready(listener.local_addr().map_err(ServeError::Serve)?);
         serve(scorer, listener, opts, async {
-            shutdown_signal().await;
+            super::shutdown_signal().await;
             eprintln!("shutting down: finishing the requests in flight");
         })
         .await
@@ -295,31 +295,6 @@ pub fn run_args(args: &ServeArgs) -> Result<(), ServeError> {
         println!("listening on http://{addr}");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })
-}
-
-/// Completes on Ctrl-C or (on Unix) SIGTERM. A signal whose handler cannot be installed
-/// is not waited for.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }
 
 /// A server running on a background thread; see [`spawn`].
@@ -580,17 +555,6 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: /score and /get_reward take POST, /health GET")
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// `body[name]` as a list.
