@@ -196,7 +196,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
         samples: scored.summary.samples,
         rules: scored.summary.rules,
         strategy: job.strategy.to_string(),
-        tie_policy: format!("{:?}", job.tie_policy),
+        tie_policy: job.tie_policy.to_string(),
         stages,
         score: scored.summary,
         labels: counts,

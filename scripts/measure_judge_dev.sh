@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Rule labels with the embedded judge against the human labels of HH-RLHF harmless (dev):
+# scores the first PAIRS pairs of ../shared/data/hh-harmless-dev.jsonl under the bundled
+# deterministic rules and 8 judge rules (scripts/jobs/judge-dev.toml), then prints the
+# strategy table and each rule's own agreement with the human labels. RESULTS.md quotes it.
+#
+#   scripts/measure_judge_dev.sh [PAIRS]     (default 200; needs cargo build --release -p engine)
+#
+# Scoring resumes: rerun after an interruption and only the missing scores are computed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pairs=${1:-200}
+engine=target/release/engine
+job=scripts/jobs/judge-dev.toml
+out=runs/judge-dev
+mkdir -p "$out"
+head -n "$pairs" ../shared/data/hh-harmless-dev.jsonl > "$out/pairs.jsonl"
+"$engine" score --config "$job" --input "$out/pairs.jsonl" --out "$out/scores.jsonl"
+echo "== Rule labels against the human labels, per strategy ($pairs pairs) =="
+"$engine" eval-labels --config "$job" --scores "$out/scores.jsonl" --gold "$out/pairs.jsonl" --calibrate none,rank --per-rule --json "$out/strategies.json"
