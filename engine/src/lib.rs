@@ -15,6 +15,7 @@ pub mod label;
 pub mod labeling;
 pub mod market;
 pub mod plugin;
+pub mod progress;
 pub mod report;
 pub mod reward;
 pub mod score;

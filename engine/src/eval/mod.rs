@@ -247,7 +247,9 @@ fn score_pairs(scorer: &dyn RewardScorer, pairs: &[Labeled], opts: &EvalOptions)
     );
     let per_call = (opts.batch_size / 2).max(1);
     let mut rewards = Vec::with_capacity(pairs.len());
+    let mut log = crate::progress::LogLines::new(opts.progress);
     for chunk in pairs.chunks(per_call) {
+        log.tick("evaluating (pairs)", rewards.len() as u64, pairs.len() as u64);
         let items: Vec<(Vec<Message>, String)> = chunk
             .iter()
             .flat_map(|p| [(p.prompt.clone(), p.chosen.clone()), (p.prompt.clone(), p.rejected.clone())])

@@ -442,7 +442,7 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
     };
 
     // Where stderr is not a terminal (a log file, CI) the bar is not drawn; print lines.
-    let log_lines = opts.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let log_lines = crate::progress::LogLines::new(opts.progress).enabled();
     let started = Instant::now();
     let mut acc = GradAccumulator::new(rm.params()).ctx("gradient accumulators")?;
     let mut step_seconds = 0f64;

@@ -205,6 +205,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
             .expect("valid template"),
     );
     bar.set_position(start as u64);
+    let mut log = crate::progress::LogLines::new(opts.progress);
 
     let mut summary = ScoreSummary { samples: order.len(), rules: rules.len(), resumed: start, ..Default::default() };
     let mut streak = vec![0u32; rules.len()];
@@ -341,6 +342,7 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
         }
         out.write_all(text.as_bytes()).map_err(io(&opts.out))?;
         out.flush().map_err(io(&opts.out))?;
+        log.tick("scoring (evaluations)", bar.position(), total as u64);
     }
     out.sync_all().map_err(io(&opts.out))?;
     bar.finish_and_clear();
