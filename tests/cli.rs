@@ -125,6 +125,17 @@ fn label_explain_and_eval_labels_on_the_demo_data() {
 
     let text = stdout(&run(&["explain", "demo-20", "--labels", &path("labeled.jsonl")]));
     assert!(text.contains("Pair demo-20: response A is preferred") && text.contains("pii-leak (core)"), "{text}");
+    assert!(!text.contains("rank-calibrated"), "{text}");
+
+    // The same scores, rank-calibrated: recorded per pair and explained.
+    let scores = path("scores.jsonl");
+    let ranked = path("ranked.jsonl");
+    run(&["label", "--config", DETERMINISTIC, "--scores", &scores, "--calibrate", "rank", "--out", &ranked]);
+    let records = engine::app::read_labels(std::path::Path::new(&ranked)).unwrap();
+    assert!(records.iter().all(|r| r.calibration == engine::labeling::Calibration::Rank));
+    assert!(std::fs::read_to_string(&ranked).unwrap().contains("\"calibration\":\"rank\""));
+    let text = stdout(&run(&["explain", "demo-20", "--labels", &ranked]));
+    assert!(text.contains("Scores are rank-calibrated"), "{text}");
 
     let table = stdout(&run(&[
         "eval-labels",

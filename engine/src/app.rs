@@ -291,6 +291,7 @@ pub struct LabelArgs {
     pub out: Option<PathBuf>,
     pub strategy: Option<Strategy>,
     pub tie_policy: Option<TiePolicy>,
+    pub calibrate: Option<Calibration>,
 }
 
 /// What `engine label` did.
@@ -318,7 +319,8 @@ pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
     let job = Job::load(config)?;
     let scores_path = args.scores.clone().unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
     let pairs = read_pairs_for(&job, args.pairs.as_deref())?;
-    let table = ScoreTable::from_records(&score::read_strict(&scores_path)?)?;
+    let calibration = args.calibrate.unwrap_or(job.calibration);
+    let table = ScoreTable::from_records(&score::read_strict(&scores_path)?)?.calibrated(calibration);
     let strategy = args.strategy.clone().unwrap_or(job.strategy.clone());
     let labeler = Labeler::new(args.tie_policy.unwrap_or(job.tie_policy), crate::label::DEFAULT_EPSILON)
         .map_err(|e| AppError::Usage(e.to_string()))?;
@@ -337,6 +339,7 @@ pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
     let mut records =
         labeling::label_pairs(&pairs, &table, &strategy, &labeler, &pack_hashes(&job), predictions.as_ref())?;
     attach_judge(&mut records, &scores_path)?;
+    records.iter_mut().for_each(|r| r.calibration = calibration);
     let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("labeled.jsonl"));
     let mut text = String::new();
     for record in &records {

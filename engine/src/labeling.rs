@@ -144,11 +144,18 @@ impl ScoreTable {
 /// its mid-rank within its rule's column, over every scored sample, mapped to `[-1, 1]`:
 /// `2·(below + equal/2)/n − 1`. It keeps every rule's ordering of responses (so which
 /// response a single rule prefers never changes) and gives every rule the same spread.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Calibration {
     #[default]
     None,
     Rank,
+}
+
+impl Calibration {
+    fn is_none(&self) -> bool {
+        *self == Calibration::None
+    }
 }
 
 impl std::str::FromStr for Calibration {
@@ -288,6 +295,10 @@ pub struct AuditRecord {
     pub normalized_margin: f64,
     pub strategy: String,
     pub tie_policy: TiePolicy,
+    /// How the scores were calibrated before selection (`[selection] calibrate`); the
+    /// scores below are the calibrated ones. Absent means raw scores.
+    #[serde(default, skip_serializing_if = "Calibration::is_none")]
+    pub calibration: Calibration,
     /// Rules with a verdict on both responses (the candidates).
     pub selectable: usize,
     pub selected: Vec<AuditRule>,
@@ -377,6 +388,7 @@ fn audit(
         normalized_margin: labeled.normalized_margin,
         strategy: selector.strategy().to_string(),
         tie_policy: labeler.tie_policy(),
+        calibration: Calibration::None,
         selectable: selection.selectable,
         selected,
         fallback,
@@ -405,6 +417,9 @@ pub fn explain(record: &AuditRecord) -> String {
         record.selected.len(),
         record.selectable
     );
+    if record.calibration == Calibration::Rank {
+        let _ = writeln!(text, "Scores are rank-calibrated: each is its rank within its rule, mapped to [-1, 1].");
+    }
     for (i, r) in record.selected.iter().enumerate() {
         let leaning = if (r.score_a - r.score_b).abs() < 1e-9 {
             "no difference".to_string()
@@ -700,6 +715,7 @@ mod tests {
             normalized_margin: 0.0,
             strategy: "all".into(),
             tie_policy: TiePolicy::Drop,
+            calibration: Calibration::None,
             selectable: 1,
             selected: vec![],
             fallback: vec![],

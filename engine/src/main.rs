@@ -121,6 +121,10 @@ Output (job.output, e.g. runs/demo/):
         /// drop | half | fallback-all (default: [selection] in rules.toml, else drop).
         #[arg(long)]
         tie_policy: Option<TiePolicy>,
+        /// none | rank: calibrate scores before selection (default: [selection] calibrate
+        /// in rules.toml, else none). See `engine eval-labels --calibrate`.
+        #[arg(long)]
+        calibrate: Option<Calibration>,
     },
     /// Explain in plain words why a pair got its label.
     Explain {
@@ -346,8 +350,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("merged {} files into {} ({n} records)", inputs.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Label { config, scores, pairs, out, strategy, tie_policy } => {
-            let report = app::label(&config, &app::LabelArgs { scores, pairs, out, strategy, tie_policy })?;
+        Command::Label { config, scores, pairs, out, strategy, tie_policy, calibrate } => {
+            let report = app::label(&config, &app::LabelArgs { scores, pairs, out, strategy, tie_policy, calibrate })?;
             let count =
                 |f: &dyn Fn(&engine::label::Label) -> bool| report.records.iter().filter(|r| f(&r.label)).count();
             eprintln!(

@@ -163,6 +163,8 @@ pub struct RawSelection {
     pub tie_policy: Option<Spanned<String>>,
     /// The Rule Adapter folder (`engine adapter train --out`), for `adapter:k=N`.
     pub adapter: Option<Spanned<String>>,
+    /// `none` (default) | `rank`: see [`crate::labeling::Calibration`].
+    pub calibrate: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,6 +234,8 @@ pub struct Job {
     pub judge: JudgeConfig,
     pub strategy: Strategy,
     pub tie_policy: TiePolicy,
+    /// `[selection] calibrate`: how scores are calibrated before selection.
+    pub calibration: crate::labeling::Calibration,
     /// `[selection] adapter`: the Rule Adapter folder, for `strategy = "adapter:k=N"`.
     pub adapter: Option<PathBuf>,
     /// `[train]` and `[eval]`.
@@ -395,6 +399,10 @@ impl Job {
             None => TiePolicy::default(),
             Some(t) => t.get_ref().parse().map_err(|e| at(Some(t.span()), format!("selection.tie_policy: {e}")))?,
         };
+        let calibration = match &raw.selection.calibrate {
+            None => crate::labeling::Calibration::None,
+            Some(c) => c.get_ref().parse().map_err(|e| at(Some(c.span()), format!("selection.calibrate: {e}")))?,
+        };
 
         let judge = judge_config(&raw.judge, text, &resolve, &at)?;
         // The remote backend needs only a tokenizer: `tokenizer` (checked above) or the model's.
@@ -431,6 +439,7 @@ impl Job {
             judge,
             strategy,
             tie_policy,
+            calibration,
             config_path: path.to_path_buf(),
             input: raw.job.input.as_ref().map(|i| resolve(i.get_ref())),
             format,
@@ -742,6 +751,11 @@ mod tests {
         assert_eq!(job.tie_policy, TiePolicy::Half);
         let err = parse("[selection]\nstrategy = \"max-discrepancy:k=0\"\n").unwrap_err();
         assert!(err.starts_with("/jobs/rules.toml:2: selection.strategy"), "{err}");
+        assert_eq!(job.calibration, crate::labeling::Calibration::None);
+        let job = parse("[selection]\ncalibrate = \"rank\"\n").unwrap();
+        assert_eq!(job.calibration, crate::labeling::Calibration::Rank);
+        let err = parse("[selection]\n\ncalibrate = \"zscore\"\n").unwrap_err();
+        assert!(err.starts_with("/jobs/rules.toml:3: selection.calibrate: unknown calibration"), "{err}");
     }
 
     #[test]
