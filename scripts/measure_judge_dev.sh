@@ -2,7 +2,8 @@
 # Rule labels with the embedded judge against the human labels of HH-RLHF harmless (dev):
 # scores the first PAIRS pairs of ../shared/data/hh-harmless-dev.jsonl under the bundled
 # deterministic rules and 8 judge rules (scripts/jobs/judge-dev.toml), then prints the
-# strategy table and each rule's own agreement with the human labels. RESULTS.md quotes it.
+# strategy table, each rule's own agreement with the human labels, and the Rule Adapter
+# trained and measured on those scores. RESULTS.md quotes it.
 #
 #   scripts/measure_judge_dev.sh [PAIRS]     (default 200; needs cargo build --release -p engine)
 #
@@ -18,3 +19,6 @@ head -n "$pairs" ../shared/data/hh-harmless-dev.jsonl > "$out/pairs.jsonl"
 "$engine" score --config "$job" --input "$out/pairs.jsonl" --out "$out/scores.jsonl"
 echo "== Rule labels against the human labels, per strategy ($pairs pairs) =="
 "$engine" eval-labels --config "$job" --scores "$out/scores.jsonl" --gold "$out/pairs.jsonl" --calibrate none,rank --per-rule --json "$out/strategies.json"
+echo
+echo "== Rule Adapter (k = 5 of all rules, 30% of the pairs held out) =="
+"$engine" adapter train --scores "$out/scores.jsonl" --pairs "$out/pairs.jsonl" --out "$out/adapter" --k 5 --holdout 0.3
