@@ -131,43 +131,31 @@ fn label_explain_and_eval_labels_on_the_demo_data() {
     let scores = path("scores.jsonl");
     let ranked = path("ranked.jsonl");
     run(&["label", "--config", DETERMINISTIC, "--scores", &scores, "--calibrate", "rank", "--out", &ranked]);
-    let records = engine::app::read_labels(std::path::Path::new(&ranked)).unwrap();
-    assert!(records.iter().all(|r| r.calibration == engine::labeling::Calibration::Rank));
+    let ranked_records = engine::app::read_labels(std::path::Path::new(&ranked)).unwrap();
+    assert!(ranked_records.iter().all(|r| r.calibration == engine::labeling::Calibration::Rank));
+    // The scores behind the labels are the calibrated ones: some rule that both files kept
+    // for a pair scored it differently.
+    let recalibrated = records.iter().zip(&ranked_records).any(|(raw, rank)| {
+        raw.selected.iter().any(|r| rank.selected.iter().any(|c| c.rule == r.rule && c.score_a != r.score_a))
+    });
+    assert!(recalibrated, "rank calibration changed no selected score");
     assert!(std::fs::read_to_string(&ranked).unwrap().contains("\"calibration\":\"rank\""));
     let text = stdout(&run(&["explain", "demo-20", "--labels", &ranked]));
     assert!(text.contains("Scores are rank-calibrated"), "{text}");
 
-    let table = stdout(&run(&[
-        "eval-labels",
-        "--config",
-        DETERMINISTIC,
-        "--scores",
-        &path("scores.jsonl"),
-        "--gold",
-        "data/demo.jsonl",
-    ]));
+    let eval_labels = |extra: &[&str]| {
+        let mut args = vec!["eval-labels", "--config", DETERMINISTIC, "--scores", &scores, "--gold", "data/demo.jsonl"];
+        args.extend_from_slice(extra);
+        stdout(&run(&args))
+    };
+    let table = eval_labels(&[]);
     for strategy in
         ["max-discrepancy:k=5,lambda=0.5", "| all |", "random-k:k=5,seed=0", "relevance-only", "entropy-weighted"]
     {
         assert!(table.contains(strategy), "{strategy}: {table}");
     }
     let json = path("agreement.json");
-    let table = stdout(&run(&[
-        "eval-labels",
-        "--config",
-        DETERMINISTIC,
-        "--scores",
-        &path("scores.jsonl"),
-        "--gold",
-        "data/demo.jsonl",
-        "--strategies",
-        "all",
-        "--calibrate",
-        "none,rank",
-        "--per-rule",
-        "--json",
-        &json,
-    ]));
+    let table = eval_labels(&["--strategies", "all", "--calibrate", "none,rank", "--per-rule", "--json", &json]);
     assert!(table.contains("| all |") && table.contains("| all (rank-calibrated) |"), "{table}");
     assert!(table.contains("Each rule on its own") && table.contains("| pii-leak | core |"), "{table}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();

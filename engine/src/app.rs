@@ -339,7 +339,6 @@ pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
     let mut records =
         labeling::label_pairs(&pairs, &table, &strategy, &labeler, &pack_hashes(&job), predictions.as_ref())?;
     attach_judge(&mut records, &scores_path)?;
-    records.iter_mut().for_each(|r| r.calibration = calibration);
     let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("labeled.jsonl"));
     let mut text = String::new();
     for record in &records {

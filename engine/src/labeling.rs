@@ -18,12 +18,14 @@ use crate::score::{Outcome, ScoreRecord};
 use crate::select::{PairScores, RuleScore, SelectError, Selection, Selector, Strategy, rule_entropies};
 
 /// Every rule's verdict on every scored sample, as a matrix.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ScoreTable {
     /// Rule ids, sorted: the columns.
     pub rule_ids: Vec<String>,
     /// The pack of each rule.
     pub packs: Vec<String>,
+    /// How the scores were calibrated ([`ScoreTable::calibrated`]); audit records say so.
+    pub calibration: Calibration,
     rows: HashMap<String, Row>,
 }
 
@@ -96,7 +98,7 @@ impl ScoreTable {
                 row.rationales[c] = rationale.clone();
             }
         }
-        Ok(ScoreTable { rule_ids, packs, rows })
+        Ok(ScoreTable { rule_ids, packs, calibration: Calibration::None, rows })
     }
 
     fn row(&self, pair: &Pair, side: Pref) -> Result<&Row, LabelingError> {
@@ -179,13 +181,14 @@ impl std::fmt::Display for Calibration {
 }
 
 impl ScoreTable {
-    /// This table with every score calibrated as `calibration` says; relevance is kept.
+    /// This table with every score calibrated as `calibration` says (`None` keeps the
+    /// scores as they are); relevance is kept.
     pub fn calibrated(&self, calibration: Calibration) -> ScoreTable {
-        let mut out =
-            ScoreTable { rule_ids: self.rule_ids.clone(), packs: self.packs.clone(), rows: self.rows.clone() };
+        let mut out = self.clone();
         if calibration == Calibration::None {
             return out;
         }
+        out.calibration = calibration;
         for c in 0..self.rule_ids.len() {
             let mut column: Vec<f64> =
                 self.rows.values().filter_map(|r| r.scores[c].map(|v| v.score)).filter(|s| s.is_finite()).collect();
@@ -235,7 +238,12 @@ impl ScoreTable {
                 (sample.clone(), row)
             })
             .collect();
-        ScoreTable { rule_ids: vec![self.rule_ids[column].clone()], packs: vec![self.packs[column].clone()], rows }
+        ScoreTable {
+            rule_ids: vec![self.rule_ids[column].clone()],
+            packs: vec![self.packs[column].clone()],
+            calibration: self.calibration,
+            rows,
+        }
     }
 }
 
@@ -388,7 +396,7 @@ fn audit(
         normalized_margin: labeled.normalized_margin,
         strategy: selector.strategy().to_string(),
         tie_policy: labeler.tie_policy(),
-        calibration: Calibration::None,
+        calibration: table.calibration,
         selectable: selection.selectable,
         selected,
         fallback,

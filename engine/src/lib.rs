@@ -9,6 +9,7 @@ pub mod adapter;
 pub mod app;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod eval;
 pub mod judge;
 pub mod label;

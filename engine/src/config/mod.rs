@@ -47,7 +47,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::data::Format;
-use crate::judge::{CandleJudgeOptions, ChatTemplate, JudgeDevice, OpenAiJudgeOptions, Precision};
+use crate::judge::{CandleJudgeOptions, ChatTemplate, OpenAiJudgeOptions, Precision};
 use crate::label::TiePolicy;
 use crate::plugin::{Grants, PluginSpec, SandboxLimits};
 use crate::select::Strategy;
@@ -515,23 +515,10 @@ fn judge_config(
         };
     }
     if let Some(d) = &raw.device {
-        options.device = match d.get_ref().as_str() {
-            "cpu" => JudgeDevice::Cpu,
-            "cuda" => JudgeDevice::Cuda(0),
-            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-                Some(ordinal) => JudgeDevice::Cuda(ordinal),
-                None => return Err(bad(d.span(), "device", format!("{other:?}: expected cpu, cuda or cuda:N"))),
-            },
-        };
+        options.device = d.get_ref().parse().map_err(|e| bad(d.span(), "device", e))?;
     }
-    let count = |value: &Option<Spanned<i64>>, key: &str, min: i64| -> Result<Option<usize>, ConfigError> {
-        match value {
-            None => Ok(None),
-            Some(v) if *v.get_ref() < min => {
-                Err(bad(v.span(), key, format!("{} is below the minimum {min}", v.get_ref())))
-            }
-            Some(v) => Ok(Some(*v.get_ref() as usize)),
-        }
+    let count = |value: &Option<Spanned<i64>>, key: &str, min: i64| {
+        Ok::<_, ConfigError>(at_least(value, key, min, &bad)?.map(|n| n as usize))
     };
     if let Some(n) = count(&raw.max_context, "max_context", 16)? {
         options.max_context = n;
@@ -604,25 +591,16 @@ fn remote_config(
         layout: shared.layout,
         ..OpenAiJudgeOptions::default()
     };
-    let positive = |value: &Option<Spanned<i64>>, key: &str, min: i64| -> Result<Option<u64>, ConfigError> {
-        match value {
-            None => Ok(None),
-            Some(v) if *v.get_ref() < min => {
-                Err(bad(v.span(), key, format!("{} is below the minimum {min}", v.get_ref())))
-            }
-            Some(v) => Ok(Some(*v.get_ref() as u64)),
-        }
-    };
-    if let Some(ms) = positive(&raw.timeout_ms, "timeout_ms", 1)? {
+    if let Some(ms) = at_least(&raw.timeout_ms, "timeout_ms", 1, bad)? {
         options.timeout = std::time::Duration::from_millis(ms);
     }
-    if let Some(n) = positive(&raw.retries, "retries", 0)? {
+    if let Some(n) = at_least(&raw.retries, "retries", 0, bad)? {
         options.retries = n.min(u32::MAX as u64) as u32;
     }
-    if let Some(ms) = positive(&raw.backoff_ms, "backoff_ms", 0)? {
+    if let Some(ms) = at_least(&raw.backoff_ms, "backoff_ms", 0, bad)? {
         options.backoff = std::time::Duration::from_millis(ms);
     }
-    if let Some(n) = positive(&raw.top_logprobs, "top_logprobs", 1)? {
+    if let Some(n) = at_least(&raw.top_logprobs, "top_logprobs", 1, bad)? {
         options.top_logprobs = n.min(u32::MAX as u64) as u32;
     }
     if let Some(f) = &raw.prompt_format {
@@ -636,6 +614,20 @@ fn remote_config(
         None => None,
     };
     Ok(RemoteJudgeConfig { options, api_key_env })
+}
+
+/// An optional integer key that must be at least `min` (≥ 0), as `u64`.
+fn at_least(
+    value: &Option<Spanned<i64>>,
+    key: &str,
+    min: i64,
+    bad: &dyn Fn(Range<usize>, &str, String) -> ConfigError,
+) -> Result<Option<u64>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if *v.get_ref() < min => Err(bad(v.span(), key, format!("{} is below the minimum {min}", v.get_ref()))),
+        Some(v) => Ok(Some(*v.get_ref() as u64)),
+    }
 }
 
 /// 1-based line number of byte `offset` in `text`.
@@ -777,7 +769,7 @@ mod tests {
         let o = &job.judge.options;
         assert_eq!(
             (o.precision, o.device, o.max_context, o.question_reserve),
-            (Precision::Quantized, JudgeDevice::Cuda(1), 512, 128)
+            (Precision::Quantized, crate::judge::JudgeDevice::Cuda(1), 512, 128)
         );
         assert_eq!(
             (o.prefix_cache, o.template.name.as_str(), o.layout),

@@ -43,14 +43,9 @@ pub enum Precision {
     Quantized,
 }
 
-/// Where the model runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum JudgeDevice {
-    #[default]
-    Cpu,
-    /// The CUDA device with this ordinal (needs the engine's `cuda` feature).
-    Cuda(usize),
-}
+/// Where the model runs: `cpu`, `cuda` or `cuda:N` (the last two need the engine's `cuda`
+/// feature).
+pub type JudgeDevice = crate::device::DeviceSpec;
 
 /// Settings of a [`CandleJudge`]. The defaults suit the embedded SmolLM2-135M.
 #[derive(Clone, Debug)]

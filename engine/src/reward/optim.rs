@@ -90,17 +90,6 @@ impl Buffers {
         })
     }
 
-    pub fn len(&self) -> usize {
-        match self {
-            Buffers::Host(b) => b.len(),
-            Buffers::Tensors(b) => b.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Buffer `i` as a CPU tensor of `shape` (for checkpoints).
     pub fn to_cpu_tensor(&self, i: usize, shape: &Shape) -> candle_core::Result<Tensor> {
         match self {
@@ -277,9 +266,7 @@ impl GradAccumulator {
                 let squares =
                     grads.iter().map(|g| g.to_dtype(DType::F64)?.sqr()?.sum_all()).collect::<Result<Vec<_>, _>>()?;
                 let norm = Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?.sqrt();
-                let factor = max_norm / (norm + 1e-6);
-                if factor < 1.0 {
-                    let f = factor as f32;
+                if let Some(f) = clip_factor(norm, max_norm) {
                     for g in grads.iter_mut() {
                         *g = g.affine(f as f64, 0.0)?;
                     }
@@ -295,12 +282,17 @@ impl GradAccumulator {
 /// before clipping. The sum is taken in f64, in parameter order, so it is deterministic.
 pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
     let norm = grads.iter().map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).sum::<f64>().sqrt();
-    let factor = max_norm / (norm + 1e-6);
-    if factor < 1.0 {
-        let f = factor as f32;
+    if let Some(f) = clip_factor(norm, max_norm) {
         grads.iter_mut().for_each(|g| g.iter_mut().for_each(|x| *x *= f));
     }
     norm
+}
+
+/// The factor that scales gradients of global norm `norm` down to `max_norm`, or `None`
+/// when they are already within it.
+fn clip_factor(norm: f64, max_norm: f64) -> Option<f32> {
+    let factor = max_norm / (norm + 1e-6);
+    (factor < 1.0).then_some(factor as f32)
 }
 
 /// How the learning rate moves after warm-up.

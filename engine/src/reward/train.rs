@@ -48,9 +48,7 @@
 //! built with `--features cuda`; its kernels are not promised to be bit-for-bit
 //! deterministic, so the resume guarantee above is the CPU's.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -65,68 +63,19 @@ use super::rng::SplitMix64;
 use super::{CandleContext, RewardError};
 
 /// Where [`train`] runs: `cpu` (the default), `cuda` (device 0) or `cuda:N`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum TrainDevice {
-    #[default]
-    Cpu,
-    /// The CUDA device with this ordinal (needs an engine built with `--features cuda`).
-    Cuda(usize),
-}
+pub type TrainDevice = crate::device::DeviceSpec;
 
-impl TrainDevice {
-    pub fn is_cpu(&self) -> bool {
-        *self == TrainDevice::Cpu
-    }
-
-    /// Opens the device; a clear error when this engine was built without CUDA.
-    pub fn open(&self) -> Result<Device, RewardError> {
-        match *self {
-            TrainDevice::Cpu => Ok(Device::Cpu),
-            TrainDevice::Cuda(_) if !cfg!(feature = "cuda") => Err(RewardError::Invalid(format!(
-                "--device {self}: this engine was built without CUDA support; \
-                 rebuild it with `cargo build --release -p engine --features cuda`"
-            ))),
-            TrainDevice::Cuda(ordinal) => {
-                Device::new_cuda(ordinal).ctx(format!("--device {self}: opening CUDA device {ordinal}"))
-            }
+/// Opens `device` for training; a clear error when this engine was built without CUDA.
+fn open_device(device: TrainDevice) -> Result<Device, RewardError> {
+    match device {
+        TrainDevice::Cpu => Ok(Device::Cpu),
+        TrainDevice::Cuda(_) if !cfg!(feature = "cuda") => Err(RewardError::Invalid(format!(
+            "--device {device}: this engine was built without CUDA support; \
+             rebuild it with `cargo build --release -p engine --features cuda`"
+        ))),
+        TrainDevice::Cuda(ordinal) => {
+            Device::new_cuda(ordinal).ctx(format!("--device {device}: opening CUDA device {ordinal}"))
         }
-    }
-}
-
-impl FromStr for TrainDevice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<TrainDevice, String> {
-        match s {
-            "cpu" => Ok(TrainDevice::Cpu),
-            "cuda" => Ok(TrainDevice::Cuda(0)),
-            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-                Some(ordinal) => Ok(TrainDevice::Cuda(ordinal)),
-                None => Err(format!("unknown device {other:?}; expected cpu, cuda or cuda:N")),
-            },
-        }
-    }
-}
-
-impl fmt::Display for TrainDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrainDevice::Cpu => f.write_str("cpu"),
-            TrainDevice::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
-        }
-    }
-}
-
-impl TryFrom<String> for TrainDevice {
-    type Error = String;
-    fn try_from(s: String) -> Result<TrainDevice, String> {
-        s.parse()
-    }
-}
-
-impl From<TrainDevice> for String {
-    fn from(d: TrainDevice) -> String {
-        d.to_string()
     }
 }
 
@@ -384,7 +333,7 @@ pub fn train(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Res
 }
 
 fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<TrainReport, RewardError> {
-    let device = opts.device.open()?;
+    let device = open_device(opts.device)?;
     let mut rm = RewardModel::from_backbone(&opts.backbone, &device, opts.seed, opts.max_len)?;
     let (items, truncated) = encode_all(&rm, train)?;
     let (dev_items, dev_truncated) = encode_all(&rm, dev)?;
@@ -706,17 +655,7 @@ mod tests {
     }
 
     #[test]
-    fn devices_parse_print_and_record() {
-        for (text, device) in
-            [("cpu", TrainDevice::Cpu), ("cuda", TrainDevice::Cuda(0)), ("cuda:3", TrainDevice::Cuda(3))]
-        {
-            assert_eq!(text.parse::<TrainDevice>(), Ok(device));
-        }
-        assert_eq!(TrainDevice::Cuda(3).to_string(), "cuda:3");
-        for bad in ["gpu", "cuda:", "cuda:x", "CPU", "cuda:-1"] {
-            let err = bad.parse::<TrainDevice>().unwrap_err();
-            assert!(err.contains("expected cpu, cuda or cuda:N"), "{bad}: {err}");
-        }
+    fn devices_are_recorded_only_when_not_the_cpu() {
         // The CPU is left out of the recorded options (they read back as the CPU); CUDA is kept.
         let mut opts = TrainOptions::new("backbone", "out");
         let json = serde_json::to_value(&opts).unwrap();
@@ -726,13 +665,13 @@ mod tests {
         let json = serde_json::to_value(&opts).unwrap();
         assert_eq!(json["device"], "cuda:1");
         assert_eq!(serde_json::from_value::<TrainOptions>(json).unwrap().device, TrainDevice::Cuda(1));
-        assert!(matches!(TrainDevice::Cpu.open(), Ok(Device::Cpu)));
+        assert!(matches!(open_device(TrainDevice::Cpu), Ok(Device::Cpu)));
     }
 
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_without_the_feature_is_a_clear_error() {
-        let err = TrainDevice::Cuda(0).open().unwrap_err().to_string();
+        let err = open_device(TrainDevice::Cuda(0)).unwrap_err().to_string();
         assert!(err.contains("--device cuda:0") && err.contains("--features cuda"), "{err}");
         // And train() stops there, before reading anything.
         let opts =
