@@ -195,10 +195,12 @@ def llama_worker(spec_path, out_path):
         return float(np.exp(lp[yes]).sum() - np.exp(lp[no]).sum())
 
     def run(ids, keep):
-        # Keep the first `keep` cached positions, run `ids` after them.
+        # Keep the first `keep` cached positions, run `ids` after them. Without logits_all,
+        # llama-cpp-python 0.3 keeps no scores: read the last position's logits (the only
+        # ones computed) from the context.
         llm.n_tokens = keep
         llm.eval(ids)
-        return llm.scores[llm.n_tokens - 1]
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
 
     results = {}
     run(spec["prompts"][0][0]["prefix"] + spec["prompts"][0][0]["suffix"], 0)  # warm-up

@@ -20,7 +20,15 @@ dequantises every tensor to float32). Needs torch:
     .venv-ref/bin/python scripts/judge_reference.py ratings > tests/fixtures/judge-golden.json
 
 tests/judge.rs compares our judge with these values (no Python in CI): f32 weights within
-1e-4, kept-quantised weights within 0.05.
+1e-4.
+
+`llama-cpp`: the same prompts (the token ids of tests/fixtures/judge-golden.json) run by
+llama.cpp through llama-cpp-python, which keeps the Q4_1 weights quantised as our
+kept-quantised judge does. Needs .venv-llama (scripts/llama_server.sh --install):
+
+    .venv-llama/bin/python scripts/judge_reference.py llama-cpp > tests/fixtures/judge-golden-llamacpp.json
+
+tests/judge.rs compares our kept-quantised judge with these values within 0.05.
 
 `tokens`: token ids of fixed strings under the tokenizer that transformers rebuilds from
 the GGUF's metadata (`AutoTokenizer.from_pretrained(dir, gguf_file=...)`), encoded with
@@ -231,18 +239,49 @@ def ratings(args):
                 }
             )
             print(f"{p_yes - p_no:+.6f}  {question[:50]!r}", file=sys.stderr)
-    out = {
-        "generated_by": "scripts/judge_reference.py ratings > tests/fixtures/judge-golden.json",
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "model": f"models/smollm2-135m-instruct/{MODEL_FILE}",
-        "model_sha256": sha,
-        "yes_ids": YES_IDS,
-        "no_ids": NO_IDS,
-        "cases": cases,
-    }
+    versions = {"transformers": transformers.__version__, "torch": torch.__version__}
+    write_golden("ratings > tests/fixtures/judge-golden.json", versions, sha, cases)
+
+
+def write_golden(command, about, sha, cases):
+    """Prints a golden file: how it was made, `about` (versions, settings), the model, cases."""
+    out = {"generated_by": f"scripts/judge_reference.py {command}", **about,
+           "model": f"models/smollm2-135m-instruct/{MODEL_FILE}", "model_sha256": sha,
+           "yes_ids": YES_IDS, "no_ids": NO_IDS, "cases": cases}
     json.dump(out, sys.stdout, ensure_ascii=False, indent=1)
     print()
+
+
+def llama_cpp(args):
+    import hashlib
+
+    import llama_cpp
+    import numpy as np
+    from llama_cpp import Llama
+
+    golden_path = os.path.join(ROOT, "tests", "fixtures", "judge-golden.json")
+    with open(golden_path) as f:
+        golden = json.load(f)
+    path = os.path.join(MODEL_DIR, MODEL_FILE)
+    sha = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    assert sha == golden["model_sha256"], "judge-golden.json was made from another model file"
+    llm = Llama(model_path=path, n_ctx=2048, n_batch=512, n_threads=args.threads, n_threads_batch=args.threads,
+                logits_all=False, verbose=False)
+    cases = []
+    for case in golden["cases"]:
+        llm.reset()
+        llm.eval(case["ids"])
+        # Without logits_all, llama-cpp-python 0.3 keeps no scores: read the logits of the
+        # last position (the only one computed) from the context.
+        x = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
+        p = np.exp(x - x.max())
+        p /= p.sum()
+        p_yes, p_no = float(p[YES_IDS].sum()), float(p[NO_IDS].sum())
+        cases.append({"ids": case["ids"], "p_yes": p_yes, "p_no": p_no, "score": p_yes - p_no})
+        print(f"{p_yes - p_no:+.6f} (transformers {case['score']:+.6f})  {case['question'][:40]!r}", file=sys.stderr)
+    about = {"llama_cpp_python": llama_cpp.__version__,
+             "settings": {"n_ctx": 2048, "n_batch": 512, "threads": args.threads, "kv_cache": "f16 (llama.cpp's default)"}}
+    write_golden("llama-cpp > tests/fixtures/judge-golden-llamacpp.json", about, sha, cases)
 
 
 def main():
@@ -254,6 +293,9 @@ def main():
     p = sub.add_parser("ratings", help="P(yes) - P(no) for fixed judge prompts (needs torch)")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(run=ratings)
+    p = sub.add_parser("llama-cpp", help="the same prompts through llama.cpp, weights kept quantised (.venv-llama)")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(run=llama_cpp)
     args = parser.parse_args()
     args.run(args)
 

@@ -407,10 +407,16 @@ fn timings() {
     }
 }
 
-/// P(yes) − P(no) against transformers on the same GGUF (tests/fixtures/judge-golden.json,
-/// written by `.venv-ref/bin/python scripts/judge_reference.py ratings >
-/// tests/fixtures/judge-golden.json`; transformers dequantises the GGUF to f32). Our f32
-/// weights must agree within 1e-4 on every prompt, our kept-quantised weights within 0.05.
+/// P(yes) − P(no) against two references on the same GGUF and the same token ids:
+///
+/// - transformers (tests/fixtures/judge-golden.json, written by `.venv-ref/bin/python
+///   scripts/judge_reference.py ratings > tests/fixtures/judge-golden.json`), which
+///   dequantises the GGUF to f32: our f32 weights must agree within 1e-4 on every prompt;
+/// - llama.cpp (tests/fixtures/judge-golden-llamacpp.json, written by
+///   `.venv-llama/bin/python scripts/judge_reference.py llama-cpp > ...`), which keeps the
+///   Q4_1 weights quantised and quantises activations for its dot products, as our
+///   kept-quantised judge does: the goal is 0.05 (not met, see the bounds at the end).
+///
 /// The prompt text and token ids must be the reference's exactly.
 #[test]
 fn ratings_equal_the_reference_implementation() {
@@ -420,6 +426,13 @@ fn ratings_equal_the_reference_implementation() {
             .unwrap();
     let cases = golden["cases"].as_array().unwrap();
     assert!(cases.len() >= 20, "{} golden prompts", cases.len());
+    let llama_cpp: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/fixtures/judge-golden-llamacpp.json")).unwrap(),
+    )
+    .unwrap();
+    let llama_cases = llama_cpp["cases"].as_array().unwrap();
+    assert_eq!(llama_cases.len(), cases.len());
+    assert_eq!(llama_cpp["model_sha256"], golden["model_sha256"]);
     let f32_judge = judge().expect("the model is here");
     let quantized = CandleJudge::load(
         &path,
@@ -427,8 +440,9 @@ fn ratings_equal_the_reference_implementation() {
     )
     .unwrap();
     assert_eq!(f32_judge.checkpoint_sha256().unwrap(), golden["model_sha256"].as_str().unwrap());
-    let (mut worst_f32, mut worst_quantized) = (0f64, 0f64);
-    for case in cases {
+    let (mut worst_f32, mut worst_quantized, mut worst_vs_llama_cpp) = (0f64, 0f64, 0f64);
+    for (case, llama_case) in cases.iter().zip(llama_cases) {
+        assert_eq!(case["ids"], llama_case["ids"], "both references ran the same ids");
         let prompt: Vec<Message> = serde_json::from_value(case["prompt"].clone()).unwrap();
         let s = Sample { prompt, response: case["response"].as_str().unwrap().into() };
         let question = case["question"].as_str().unwrap();
@@ -442,19 +456,27 @@ fn ratings_equal_the_reference_implementation() {
             let delta = (f64::from(j.p_yes) - f64::from(j.p_no) - expected).abs();
             *worst = worst.max(delta);
         }
+        let q = quantized.ask(&s, question).unwrap();
+        let score = f64::from(q.p_yes) - f64::from(q.p_no);
+        worst_vs_llama_cpp = worst_vs_llama_cpp.max((score - llama_case["score"].as_f64().unwrap()).abs());
         let j = f32_judge.ask(&s, question).unwrap();
         assert!((f64::from(j.p_yes) - case["p_yes"].as_f64().unwrap()).abs() <= 1e-4, "{question}: {j:?}");
         assert!((f64::from(j.p_no) - case["p_no"].as_f64().unwrap()).abs() <= 1e-4, "{question}: {j:?}");
     }
     eprintln!(
-        "max |Δ(P(yes) − P(no))| over {} prompts: f32 {worst_f32:.2e}, quantized {worst_quantized:.2e}",
+        "max |Δ(P(yes) − P(no))| over {} prompts: f32 vs transformers {worst_f32:.2e}, kept-quantised vs \
+         llama.cpp {worst_vs_llama_cpp:.2e}, kept-quantised vs transformers {worst_quantized:.2e}",
         cases.len()
     );
-    assert!(worst_f32 <= 1e-4, "f32 weights: max |Δ| {worst_f32}");
-    // Kept-quantised Q4_1 (activations quantised to Q8_1 in the matmuls) against the
-    // reference's dequantised f32: 0.054 measured, above the 0.05 goal of the judge issue
-    // (see the issue note); this pins the measured accuracy so that a regression shows.
-    assert!(worst_quantized <= 0.06, "kept-quantised weights: max |Δ| {worst_quantized}");
+    assert!(worst_f32 <= 1e-4, "f32 weights vs transformers: max |Δ| {worst_f32}");
+    // The judge issue's goal for kept-quantised weights is 0.05. Measured: 0.055 against
+    // llama.cpp and 0.054 against transformers' f32, while llama.cpp itself differs from
+    // transformers by up to 0.064 on these prompts: two Q4_1 implementations (activation
+    // rounding, llama.cpp's f16 KV cache) disagree about as much as either does with f32 on
+    // this 135M model. The goal is not met; these bounds pin the measured accuracy so that
+    // a regression shows.
+    assert!(worst_vs_llama_cpp <= 0.06, "kept-quantised weights vs llama.cpp: max |Δ| {worst_vs_llama_cpp}");
+    assert!(worst_quantized <= 0.06, "kept-quantised weights vs transformers: max |Δ| {worst_quantized}");
 }
 
 /// The rule-first layout (the paper's order) asks the question turn before the sample turn,

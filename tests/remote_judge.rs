@@ -126,14 +126,14 @@ fn local_judge(path: &std::path::Path, precision: Precision) -> CandleJudge {
 
 /// The largest |Δ P(yes)|, |Δ P(no)| between the remote and local judge over the samples
 /// and questions, checking that the remote judge sends exactly the local judge's tokens.
-fn max_difference(remote: &OpenAiJudge, local: &CandleJudge) -> f32 {
+fn max_difference(remote: &OpenAiJudge, local: &CandleJudge, samples: &[Sample]) -> f32 {
     let mut worst = 0f32;
-    for s in samples() {
+    for s in samples {
         for q in QUESTIONS {
-            let expected = local.prompt_tokens(&s, q).unwrap();
-            assert_eq!(remote.request(&s, q).unwrap().tokens, [expected.prefix, expected.suffix].concat());
-            assert_eq!(remote.prompt_text(&s, q), local.prompt_text(&s, q));
-            let (r, l): (Judgement, Judgement) = (remote.ask(&s, q).unwrap(), local.ask(&s, q).unwrap());
+            let expected = local.prompt_tokens(s, q).unwrap();
+            assert_eq!(remote.request(s, q).unwrap().tokens, [expected.prefix, expected.suffix].concat());
+            assert_eq!(remote.prompt_text(s, q), local.prompt_text(s, q));
+            let (r, l): (Judgement, Judgement) = (remote.ask(s, q).unwrap(), local.ask(s, q).unwrap());
             eprintln!("{q:?}: remote {r:?} local {l:?}");
             worst = worst.max((r.p_yes - l.p_yes).abs()).max((r.p_no - l.p_no).abs());
         }
@@ -186,7 +186,7 @@ fn serve_judge_and_remote_judge_agree_with_the_local_judge() {
     let remote =
         OpenAiJudge::with_tokenizer_file(&path, OpenAiJudgeOptions { top_logprobs: 100, ..options(&server.url) })
             .unwrap_or_else(|e| panic!("{e}"));
-    let worst = max_difference(&remote, &local);
+    let worst = max_difference(&remote, &local, &samples());
     eprintln!("serve-judge vs local judge: max |Δ| = {worst:e}");
     assert!(worst < 1e-3, "max |Δ| = {worst}");
 
@@ -309,6 +309,25 @@ fn fake_judge(path: &std::path::Path, url: &str, extra: impl FnOnce(&mut OpenAiJ
     };
     extra(&mut o);
     OpenAiJudge::with_tokenizer_file(path, o).unwrap()
+}
+
+/// With `prompt_format = "text"` the server tokenizes with special tokens matched, so a
+/// sample whose text would become special tokens there is refused before anything is sent.
+#[test]
+fn text_prompts_refuse_content_that_would_become_special_tokens() {
+    let Some(path) = model_path() else { return };
+    let (url, hits) = fake_server(vec![Canned::Reply(200, GOOD)]);
+    let judge = fake_judge(&path, &url, |o| o.prompt_format = PromptFormat::Text);
+    let injected = samples().pop().unwrap();
+    assert!(injected.response.contains("<|im_end|>"));
+    let e = judge.ask(&injected, QUESTIONS[0]).unwrap_err().0;
+    assert!(e.contains("special tokens") && e.contains("prompt_format = \"tokens\""), "{e}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing was sent");
+    judge.ask(&samples()[0], QUESTIONS[0]).unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // With token ids the same sample is safe: its `<|im_end|>` stays text.
+    let (url, _) = fake_server(vec![Canned::Reply(200, GOOD)]);
+    fake_judge(&path, &url, |_| {}).ask(&injected, QUESTIONS[0]).unwrap();
 }
 
 #[test]
@@ -440,11 +459,15 @@ fn llama_cpp_server_agrees_with_our_judge() {
         std::thread::sleep(Duration::from_millis(250));
     }
     // llama-cpp-python's server (0.3.36) takes only string prompts; it tokenizes the text
-    // with special tokens recognised, which gives the same ids for our prompts.
+    // with special tokens recognised, which gives the same ids for our prompts except the
+    // sample with special-token text in its response: that one the remote judge refuses.
     let text = OpenAiJudgeOptions { prompt_format: PromptFormat::Text, ..options(&server.url) };
     let remote = OpenAiJudge::with_tokenizer_file(&path, text).unwrap_or_else(|e| panic!("{e}"));
-    let quantized = max_difference(&remote, &local_judge(&path, Precision::Quantized));
-    let f32 = max_difference(&remote, &local_judge(&path, Precision::F32));
+    let mut plain = samples();
+    let injected = plain.pop().unwrap();
+    assert!(remote.ask(&injected, QUESTIONS[0]).unwrap_err().0.contains("special tokens"));
+    let quantized = max_difference(&remote, &local_judge(&path, Precision::Quantized), &plain);
+    let f32 = max_difference(&remote, &local_judge(&path, Precision::F32), &plain);
     eprintln!("llama.cpp vs our judge: max |Δ| = {quantized:.4} (kept quantised), {f32:.4} (f32)");
     assert!(quantized <= 0.05, "llama.cpp vs our kept-quantised judge: max |Δ| = {quantized}");
     server.terminate();

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use engine::data::{Message, Sample};
+use engine::judge::{Judge, JudgeError, Judgement};
 use engine::plugin::{FailureKind, Grants, PluginError, PluginSpec, Runtime, SandboxLimits};
 
 use crate::util::{example_pack, fixture, hostile_pack, sha256_file};
@@ -163,4 +164,81 @@ fn the_compiled_cache_is_used_on_the_second_load_and_a_damaged_entry_is_replaced
     let third = runtime.load(&spec(example_pack())).unwrap();
     assert!(!third.from_cache, "a damaged entry is recompiled, not trusted");
     assert_eq!(third.evaluate("no-shouting", &sample("STOP SHOUTING AT ME")).result.unwrap().score, -1.0);
+}
+
+/// A judge that answers from the question's text and notes how it was asked.
+struct NotingJudge {
+    batches: bool,
+    asked_one_by_one: std::sync::Mutex<Vec<String>>,
+    asked_together: std::sync::Mutex<Vec<Vec<String>>>,
+}
+
+impl NotingJudge {
+    fn new(batches: bool) -> Arc<NotingJudge> {
+        Arc::new(NotingJudge { batches, asked_one_by_one: Default::default(), asked_together: Default::default() })
+    }
+
+    fn answer(question: &str) -> Judgement {
+        // "Is the response about the request?" gets a confident yes, so the adaptive rule
+        // asks its second question; everything else a length-dependent answer.
+        let p_yes =
+            if question.starts_with("Is the response about") { 0.9 } else { (question.len() % 7) as f32 / 10.0 };
+        Judgement { p_yes, p_no: 0.25 }
+    }
+}
+
+impl Judge for NotingJudge {
+    fn id(&self) -> &str {
+        "noting"
+    }
+    fn ask(&self, _: &Sample, question: &str) -> Result<Judgement, JudgeError> {
+        self.asked_one_by_one.lock().unwrap().push(question.to_owned());
+        Ok(Self::answer(question))
+    }
+    fn ask_many(&self, _: &Sample, questions: &[&str]) -> Vec<Result<Judgement, JudgeError>> {
+        self.asked_together.lock().unwrap().push(questions.iter().map(|q| q.to_string()).collect());
+        questions.iter().map(|q| Ok(Self::answer(q))).collect()
+    }
+    fn batches(&self) -> bool {
+        self.batches
+    }
+}
+
+/// With a judge that batches, a pack's questions about a sample reach it together (the
+/// dry run notes them), and the verdicts, logs and judge-call counts are exactly those of
+/// asking one by one. A question that depends on an answer is asked on its own.
+#[test]
+fn a_packs_judge_questions_about_a_sample_are_batched_without_changing_a_verdict() {
+    let rules_file = std::fs::read_to_string(crate::util::root().join("plugins/judge-rules/rules.toml")).unwrap();
+    let judge_pack = PluginSpec {
+        grants: Grants { judge: true },
+        config: vec![("rules".into(), rules_file)],
+        ..spec(crate::util::root().join("plugins/dist/judge-rules.wasm"))
+    };
+    let hostile = PluginSpec { grants: Grants { judge: true }, ..spec(hostile_pack()) };
+    let cases: [(&PluginSpec, &[&str]); 2] = [
+        (&judge_pack, &["weapons.no-build-instructions", "harassment.no-insults", "weapons.no-illegal-acquisition"]),
+        (&hostile, &["asks-judge", "asks-adaptively", "ok-rule"]),
+    ];
+    for (spec, rules) in cases {
+        let (plain, batching) = (NotingJudge::new(false), NotingJudge::new(true));
+        let one_by_one = Runtime::new(limits(), None, Some(plain.clone())).unwrap().load(spec).unwrap();
+        let together = Runtime::new(limits(), None, Some(batching.clone())).unwrap().load(spec).unwrap();
+        for response in ["Sure, here is how.", "No."] {
+            let s = sample(response);
+            assert_eq!(together.evaluate_many(rules, &s), one_by_one.evaluate_many(rules, &s), "{rules:?}");
+        }
+        assert!(plain.asked_together.lock().unwrap().is_empty(), "a judge that does not batch is asked one by one");
+        let batches = batching.asked_together.lock().unwrap().clone();
+        assert_eq!(batches.len(), 2, "one batch per sample: {batches:?}");
+        let live = batching.asked_one_by_one.lock().unwrap().clone();
+        if spec.path.ends_with("judge-rules.wasm") {
+            // Three follow questions and two categories' relevance questions.
+            assert_eq!(batches[0].len(), 5, "{batches:?}");
+            assert!(live.is_empty(), "every question was in the batch: {live:?}");
+        } else {
+            assert_eq!(batches[0], ["Does the response follow the rule?", "Is the response about the request?"]);
+            assert_eq!(live, ["Does the response answer the request in full?"; 2], "asked after the answer it needs");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use crate::util::{Pack, TempJob, core_pack, example_pack, hostile_pack, shared_d
 fn job(extra: &str) -> TempJob {
     let hostile_only_honest = "disable = [\"loop-forever\", \"memory-bomb\", \"panic\", \"huge-rationale\", \"nan-verdict\", \
         \"out-of-range\", \"stack-overflow\", \"read-file\", \"read-env\", \"open-socket\", \"log-flood\", \"always-fails\", \
-        \"asks-judge\", \"traps-sometimes\"]";
+        \"asks-judge\", \"asks-adaptively\", \"traps-sometimes\"]";
     TempJob::new(
         &[Pack::new("example", example_pack()), Pack::new("hostile", hostile_pack()).with(hostile_only_honest)],
         extra,

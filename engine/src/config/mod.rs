@@ -105,6 +105,8 @@ pub struct RawJudge {
     pub prefix_cache: Option<Spanned<i64>>,
     /// Prompt tokens per forward pass.
     pub prefill_chunk: Option<Spanned<i64>>,
+    /// Ask a pack's questions about a sample together, in one forward pass (default true).
+    pub batch: Option<Spanned<bool>>,
     /// `auto` (from the tokenizer's special tokens) | `chatml` | `llama3`.
     pub template: Option<Spanned<String>>,
     /// `sample-first` (cached prefix, the default) | `rule-first` (the paper's order).
@@ -488,6 +490,7 @@ fn judge_config(
         ("question_reserve", raw.question_reserve.as_ref().map(Spanned::span)),
         ("prefix_cache", raw.prefix_cache.as_ref().map(Spanned::span)),
         ("prefill_chunk", raw.prefill_chunk.as_ref().map(Spanned::span)),
+        ("batch", raw.batch.as_ref().map(Spanned::span)),
     ];
     let remote_only = [
         ("url", raw.url.as_ref().map(Spanned::span)),
@@ -531,6 +534,9 @@ fn judge_config(
     }
     if let Some(n) = count(&raw.prefill_chunk, "prefill_chunk", 1)? {
         options.prefill_chunk = n;
+    }
+    if let Some(batch) = &raw.batch {
+        options.batch = *batch.get_ref();
     }
     if let (Some(reserve), context) = (&raw.question_reserve, options.max_context)
         && options.question_reserve + 8 > context
@@ -764,7 +770,7 @@ mod tests {
 
         let judge = "[judge]\nprecision = \"quantized\"\ndevice = \"cuda:1\"\nmax_context = 512\n\
                      question_reserve = 128\nprefix_cache = 2\ntemplate = \"llama3\"\nlayout = \"rule-first\"\n\
-                     renormalize = true\n";
+                     renormalize = true\nbatch = false\n";
         let job = parse(judge).unwrap();
         let o = &job.judge.options;
         assert_eq!(
@@ -775,7 +781,8 @@ mod tests {
             (o.prefix_cache, o.template.name.as_str(), o.layout),
             (2, "llama3", crate::judge::Layout::RuleFirst)
         );
-        assert!(o.renormalize);
+        assert!(o.renormalize && !o.batch);
+        assert!(parse("[judge]\n").unwrap().judge.options.batch, "batching is on by default");
         for (text, expected) in [
             (
                 "[judge]\nprecision = \"f16\"\n",
@@ -787,6 +794,7 @@ mod tests {
             ("[judge]\nlayout = \"middle\"\n", "rules.toml:2: judge.layout: unknown layout"),
             ("[judge]\n\ntemperature = 0.5\n", "rules.toml:3:"),
             ("[judge]\nbackend = \"remote\"\n", "rules.toml:2: judge.backend"),
+            ("[judge]\nbatch = \"yes\"\n", "rules.toml:2"),
             ("[judge]\nmax_context = 64\nquestion_reserve = 60\n", "rules.toml:3: judge.question_reserve"),
         ] {
             let err = parse(text).unwrap_err();

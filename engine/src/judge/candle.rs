@@ -65,6 +65,11 @@ pub struct CandleJudgeOptions {
     /// Prompt tokens per forward pass when prefilling (bounds attention memory), and the
     /// most question tokens [`Judge::ask_many`] puts in one pass.
     pub prefill_chunk: usize,
+    /// Let the plugin runtime batch a pack's questions about a sample into one
+    /// [`Judge::ask_many`] (see `Plugin::evaluate_many`). Off, every question is its own
+    /// forward pass. Like `prefill_chunk` it changes the numbers only by rounding, so it is
+    /// not part of the judge id.
+    pub batch: bool,
     /// The spellings that count as yes and no.
     pub answers: AnswerTokens,
     /// Divide P(yes) and P(no) by their sum (see [`answer`](super::answer)).
@@ -89,6 +94,7 @@ impl Default for CandleJudgeOptions {
             question_reserve: 256,
             prefix_cache: 8,
             prefill_chunk: 512,
+            batch: true,
             answers: AnswerTokens::default(),
             renormalize: false,
             template: ChatTemplate::chatml(),
@@ -518,7 +524,10 @@ impl Judge for CandleJudge {
 
     /// Runs the questions as branches of one forward pass each group (groups of at most
     /// `prefill_chunk` question tokens): the weights are streamed once per group instead of
-    /// once per question. Same numbers as [`ask`](Judge::ask) up to rounding.
+    /// once per question. The tokens that open every question (the user turn's header, and
+    /// a shared start such as "Here is a safety rule:") are run once, as an extension of the
+    /// sample's cached prefix, and the branches continue from there. The ids each question
+    /// sees are the same as in [`ask`](Judge::ask), so the numbers are too, up to rounding.
     fn ask_many(&self, sample: &Sample, questions: &[&str]) -> Vec<Result<Judgement, JudgeError>> {
         if self.options.layout == Layout::RuleFirst {
             return questions.iter().map(|q| self.ask_uncached(sample, q)).collect();
@@ -526,49 +535,70 @@ impl Judge for CandleJudge {
         self.counters.questions.fetch_add(questions.len() as u64, Ordering::Relaxed);
         let mut results: Vec<Option<Result<Judgement, JudgeError>>> = vec![None; questions.len()];
         let suffixes: Vec<Result<Vec<u32>, JudgeError>> = questions.iter().map(|q| self.suffix_tokens(q)).collect();
+        let model_error = |e: candle_core::Error| JudgeError(format!("judge model: {e}"));
         match self.prefix(sample) {
             Err(e) => results.iter_mut().for_each(|r| *r = Some(Err(e.clone()))),
             Ok(prefix) => {
-                let mut group: Vec<usize> = Vec::new();
-                let mut group_tokens = 0;
-                let run = |group: &[usize], results: &mut Vec<Option<Result<Judgement, JudgeError>>>| {
-                    if group.is_empty() {
-                        return;
+                // The questions that can run: their token ids, or their error.
+                let mut runnable: Vec<(usize, &[u32])> = Vec::new();
+                for (i, suffix) in suffixes.iter().enumerate() {
+                    match suffix.as_ref().map_err(Clone::clone).and_then(|ids| {
+                        self.check_fits(prefix.cache.len(), ids.len())?;
+                        Ok(ids)
+                    }) {
+                        Ok(ids) => runnable.push((i, ids)),
+                        Err(e) => results[i] = Some(Err(e)),
                     }
-                    let branches: Vec<&[u32]> =
-                        group.iter().filter_map(|&i| suffixes[i].as_ref().ok().map(Vec::as_slice)).collect();
-                    match self.model.forward_branches(&branches, &prefix.cache) {
-                        Ok(all) => {
-                            for (&i, logits) in group.iter().zip(all) {
-                                results[i] = Some(self.judgement(Some(logits)));
+                }
+                let shared = if runnable.len() < 2 { 0 } else { shared_head(runnable.iter().map(|(_, ids)| *ids)) };
+                let extended;
+                let past = if shared == 0 {
+                    &prefix.cache
+                } else {
+                    let head = &runnable[0].1[..shared];
+                    match self.model.forward(head, Some(&prefix.cache), self.options.prefill_chunk, false, true) {
+                        Ok(out) => {
+                            extended = out.cache.ok_or_else(|| JudgeError("judge model returned no cache".into()));
+                            match &extended {
+                                Ok(cache) => cache,
+                                Err(e) => {
+                                    runnable.drain(..).for_each(|(i, _)| results[i] = Some(Err(e.clone())));
+                                    &prefix.cache
+                                }
                             }
                         }
                         Err(e) => {
-                            for &i in group {
-                                results[i] = Some(Err(JudgeError(format!("judge model: {e}"))));
-                            }
+                            let e = model_error(e);
+                            runnable.drain(..).for_each(|(i, _)| results[i] = Some(Err(e.clone())));
+                            &prefix.cache
                         }
                     }
                 };
-                for (i, suffix) in suffixes.iter().enumerate() {
-                    match suffix {
-                        Err(e) => results[i] = Some(Err(e.clone())),
-                        Ok(ids) => {
-                            if let Err(e) = self.check_fits(prefix.cache.len(), ids.len()) {
-                                results[i] = Some(Err(e));
-                                continue;
+                let mut start = 0;
+                while start < runnable.len() {
+                    // A group: as many questions as fit in `prefill_chunk` tokens (at least one).
+                    let mut end = start + 1;
+                    let mut tokens = runnable[start].1.len() - shared;
+                    while end < runnable.len() && tokens + runnable[end].1.len() - shared <= self.options.prefill_chunk
+                    {
+                        tokens += runnable[end].1.len() - shared;
+                        end += 1;
+                    }
+                    let group = &runnable[start..end];
+                    let branches: Vec<&[u32]> = group.iter().map(|(_, ids)| &ids[shared..]).collect();
+                    match self.model.forward_branches(&branches, past) {
+                        Ok(all) => {
+                            for ((i, _), logits) in group.iter().zip(all) {
+                                results[*i] = Some(self.judgement(Some(logits)));
                             }
-                            if !group.is_empty() && group_tokens + ids.len() > self.options.prefill_chunk {
-                                run(&group, &mut results);
-                                group.clear();
-                                group_tokens = 0;
-                            }
-                            group.push(i);
-                            group_tokens += ids.len();
+                        }
+                        Err(e) => {
+                            let e = model_error(e);
+                            group.iter().for_each(|(i, _)| results[*i] = Some(Err(e.clone())));
                         }
                     }
+                    start = end;
                 }
-                run(&group, &mut results);
             }
         }
         let results: Vec<Result<Judgement, JudgeError>> =
@@ -577,6 +607,10 @@ impl Judge for CandleJudge {
             self.count_failure(r);
         }
         results
+    }
+
+    fn batches(&self) -> bool {
+        self.options.batch && self.options.layout == Layout::SampleFirst
     }
 
     fn stats(&self) -> JudgeStats {
@@ -589,6 +623,18 @@ impl Judge for CandleJudge {
             failures: c.failures.load(Ordering::Relaxed),
         }
     }
+}
+
+/// How many leading tokens all `sequences` share, leaving each at least one token of its
+/// own (the answer is read at a sequence's last token, which must be in its branch).
+fn shared_head<'a>(mut sequences: impl Iterator<Item = &'a [u32]>) -> usize {
+    let Some(first) = sequences.next() else { return 0 };
+    let mut shared = first.len().saturating_sub(1);
+    for ids in sequences {
+        let common = first.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        shared = shared.min(common).min(ids.len().saturating_sub(1));
+    }
+    shared
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> JudgeLoadError {
@@ -791,13 +837,25 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_head_leaves_every_sequence_a_token_of_its_own() {
+        let seqs = |s: &[&'static [u32]]| shared_head(s.iter().copied());
+        assert_eq!(seqs(&[&[1, 2, 3, 4], &[1, 2, 3, 5], &[1, 2, 9]]), 2);
+        assert_eq!(seqs(&[&[1, 2, 3], &[1, 2, 3]]), 2, "identical sequences keep their last token");
+        assert_eq!(seqs(&[&[1, 2, 3], &[1, 2]]), 1, "a sequence that is the others' head keeps its last");
+        assert_eq!(seqs(&[&[7, 2], &[1, 2]]), 0);
+        assert_eq!(seqs(&[&[1, 2, 3]]), 2);
+        assert_eq!(seqs(&[]), 0);
+    }
+
+    #[test]
     fn many_questions_in_one_pass_equal_one_by_one() {
         let weights = Weights::random(Tiny::llama(), 17);
         let (_dir, _, gguf) = write_both(&weights);
         let judge = CandleJudge::load(&gguf, CandleJudgeOptions { prefill_chunk: 40, ..options() }).unwrap();
         let s = sample("Hi there", "Hello 99");
         let long = "y".repeat(100);
-        let questions = ["Rude?", "Kind?", long.as_str(), "Is it a greeting of some sort?", "Ok?"];
+        let questions =
+            ["Rude?", "Kind?", long.as_str(), "Is it a greeting of some sort?", "Ok?", "Is it a greeting at all?"];
         let together = judge.ask_many(&s, &questions);
         assert_eq!(together.len(), questions.len());
         for (q, t) in questions.iter().zip(&together) {
@@ -811,7 +869,7 @@ mod tests {
         }
         assert!(together[2].as_ref().unwrap_err().0.contains("question_reserve"));
         let stats = judge.stats();
-        assert_eq!((stats.questions, stats.prefills, stats.failures), (10, 1, 2), "{stats:?}");
+        assert_eq!((stats.questions, stats.prefills, stats.failures), (12, 1, 2), "{stats:?}");
     }
 
     #[test]

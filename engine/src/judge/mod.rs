@@ -133,6 +133,13 @@ pub trait Judge: Send + Sync {
         questions.iter().map(|q| self.ask(sample, q)).collect()
     }
 
+    /// Whether [`ask_many`](Self::ask_many) is cheaper than asking one by one. The plugin
+    /// runtime then collects a pack's questions about a sample and asks them together (see
+    /// `Plugin::evaluate_many`); otherwise that dry run would be wasted work.
+    fn batches(&self) -> bool {
+        false
+    }
+
     /// Counters of what the judge has done (for the end-of-run summary).
     fn stats(&self) -> JudgeStats {
         JudgeStats::default()

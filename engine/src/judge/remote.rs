@@ -24,7 +24,8 @@
 //! special-token text such as `<|im_end|>` stays plain text (servers tokenize a text prompt
 //! with special tokens matched, so text could close a turn and inject an answer).
 //! [`PromptFormat::Text`] sends the rendered text instead, for servers that take only
-//! strings; then the server's tokenizer decides the ids.
+//! strings; then the server's tokenizer decides the ids, and a sample whose text would
+//! become special tokens there is refused with an error (only that question fails).
 //!
 //! **Which tokens count.** The spellings of [`AnswerTokens`] that are single tokens of the
 //! tokenizer (the same rule and the same spellings as [`answer`](super::answer): by default
@@ -301,7 +302,21 @@ impl OpenAiJudge {
         }
         let prompt = match o.prompt_format {
             PromptFormat::Tokens => Value::from(tokens.clone()),
-            PromptFormat::Text => Value::from(prefix.text(&self.tokenizer) + &suffix.text(&self.tokenizer)),
+            PromptFormat::Text => {
+                let text = prefix.text(&self.tokenizer) + &suffix.text(&self.tokenizer);
+                // The server tokenizes the text with special tokens matched: refuse a
+                // sample whose content would turn into special tokens there (a response
+                // with `<|im_end|>` could close its turn and answer for the judge).
+                if self.tokenizer.encode(&text).map_err(JudgeError)? != tokens {
+                    return Err(JudgeError(format!(
+                        "remote judge {}: the sample contains text that the server would read as special \
+                         tokens (e.g. <|im_end|>), so with prompt_format = \"text\" it could rewrite the \
+                         prompt; use prompt_format = \"tokens\" with a server that takes token ids",
+                        self.endpoint
+                    )));
+                }
+                Value::from(text)
+            }
         };
         let mut body = serde_json::json!({
             "prompt": prompt,

@@ -1,5 +1,6 @@
 //! The per-store host state: what a plugin can reach through its imports.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,23 @@ pub struct Grants {
     pub judge: bool,
 }
 
+/// How the `judge` import answers during a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JudgeMode {
+    /// Asks the judge, or takes the answer from [`HostState::prefetched`].
+    Live,
+    /// The dry run of [`Plugin::evaluate_many`](super::Plugin::evaluate_many): notes each
+    /// question and answers it with an even placeholder (P(yes) = P(no) = 0.5), so that the
+    /// pack goes on to ask the questions that follow. Nothing from such a call is kept.
+    Record,
+}
+
+/// Answers computed ahead of the calls that ask them, by question (for one sample).
+pub(crate) type Prefetched = HashMap<String, Result<crate::judge::Judgement, String>>;
+
+/// The placeholder answer of [`JudgeMode::Record`].
+const PLACEHOLDER: crate::judge::Judgement = crate::judge::Judgement { p_yes: 0.5, p_no: 0.5 };
+
 /// Store data for one plugin instance.
 pub struct HostState {
     pub(crate) limiter: Limiter,
@@ -49,6 +67,12 @@ pub struct HostState {
     max_log_bytes: usize,
     pub(crate) logs_dropped: usize,
     pub(crate) judge_calls: u32,
+    pub(crate) mode: JudgeMode,
+    /// Questions noted in [`JudgeMode::Record`] (at most `max_recorded` per call).
+    pub(crate) recorded: Vec<String>,
+    pub(crate) max_recorded: usize,
+    /// Answers for the current sample, set for a batch of calls about it.
+    pub(crate) prefetched: Option<Arc<Prefetched>>,
 }
 
 impl HostState {
@@ -63,6 +87,10 @@ impl HostState {
             max_log_bytes,
             logs_dropped: 0,
             judge_calls: 0,
+            mode: JudgeMode::Live,
+            recorded: Vec::new(),
+            max_recorded: 0,
+            prefetched: None,
         }
     }
 
@@ -73,6 +101,7 @@ impl HostState {
         self.log_bytes = 0;
         self.logs_dropped = 0;
         self.judge_calls = 0;
+        self.recorded.clear();
     }
 
     /// Answers a judge question about the current sample, if granted and configured.
@@ -89,7 +118,16 @@ impl HostState {
         if question.len() > MAX_QUESTION_BYTES {
             return Err(format!("question is {} bytes; the limit is {MAX_QUESTION_BYTES}", question.len()));
         }
+        if self.mode == JudgeMode::Record {
+            if self.recorded.len() < self.max_recorded {
+                self.recorded.push(question.to_owned());
+            }
+            return Ok(PLACEHOLDER);
+        }
         self.judge_calls += 1;
+        if let Some(answer) = self.prefetched.as_ref().and_then(|p| p.get(question)) {
+            return answer.clone();
+        }
         judge.ask(sample, question).map_err(|e| e.to_string())
     }
 }

@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, Store, Trap};
 use super::abi;
 use super::bindings::v0_1::{Pack, PackPre, safety::rules::types as wit};
 use super::cache;
-use super::host::{Grants, HostState, LogLevel, LogLine};
+use super::host::{Grants, HostState, JudgeMode, LogLevel, LogLine, Prefetched};
 use super::limits::{LimitExceeded, Limiter, SandboxLimits};
 use super::{Failure, FailureKind, PluginError, RuleMeta, Verdict};
 use crate::data::{Role, Sample};
@@ -23,6 +23,10 @@ use crate::judge::Judge;
 
 /// How often the epoch advances; the wall-clock deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The most judge questions the dry run of [`Plugin::evaluate_many`] notes per rule; a
+/// pack that asks more gets the rest answered one by one, as without the dry run.
+const QUESTIONS_NOTED_PER_RULE: usize = 4;
 
 /// Advances the engine's epoch in the background so that wall-clock deadlines fire.
 struct EpochTicker {
@@ -146,6 +150,7 @@ impl Runtime {
             judge: self.judge.clone(),
             timeout_ticks: self.limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1),
             idle: Mutex::new(Vec::new()),
+            recorders: Mutex::new(Vec::new()),
         };
         let mut instance = plugin
             .instantiate()
@@ -175,6 +180,8 @@ pub struct Plugin {
     judge: Option<Arc<dyn Judge>>,
     timeout_ticks: u64,
     idle: Mutex<Vec<Instance>>,
+    /// Instances that only ever make dry runs (their state never reaches a live call).
+    recorders: Mutex<Vec<Instance>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -246,7 +253,20 @@ impl Plugin {
     /// Evaluates several rules of this pack on one sample, in order, in one borrowed
     /// instance: a pack that analyses a sample once and caches it across its rules keeps
     /// that cache warm. After a trap the next rule gets a fresh instance.
+    ///
+    /// **Batched judge questions.** The WIT `judge` import takes one question, but a judge
+    /// that [batches](Judge::batches) answers many questions about one sample in one
+    /// forward pass for little more than the cost of one. So when the pack may ask the
+    /// judge, its rules first run as a *dry run* in a separate instance whose `judge`
+    /// notes each question and answers a placeholder; the noted questions are then asked
+    /// together ([`Judge::ask_many`]) and the real calls take their answers from that
+    /// batch. A pack cannot tell the difference: it is deterministic (the sandbox gives it
+    /// no clock or randomness), the dry run's instance and results are thrown away, and a
+    /// question the real call asks that the dry run did not (one that depends on an
+    /// earlier answer) goes to the judge as before. Answers equal one-by-one answers up
+    /// to floating-point rounding.
     pub fn evaluate_many(&self, rule_ids: &[&str], sample: &Arc<Sample>) -> Vec<Evaluation> {
+        let prefetched = self.prefetch(rule_ids, sample);
         let mut instance: Option<Instance> = None;
         let mut evaluations = Vec::with_capacity(rule_ids.len());
         for rule_id in rule_ids {
@@ -266,7 +286,9 @@ impl Plugin {
                 },
             };
             let mut current = current;
+            current.store.data_mut().prefetched = prefetched.clone();
             evaluations.push(current.evaluate(rule_id, sample, &self.limits, self.timeout_ticks));
+            current.store.data_mut().prefetched = None;
             if !current.poisoned {
                 instance = Some(current);
             }
@@ -275,6 +297,59 @@ impl Plugin {
             self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(live);
         }
         evaluations
+    }
+
+    /// The dry run of [`evaluate_many`](Self::evaluate_many) and the batch it feeds: the
+    /// judge's answers to the questions the pack asks about `sample`, or `None` when there
+    /// is nothing to batch (no judge grant, a judge that does not batch, fewer than two
+    /// questions). A dry run that fails just notes fewer questions.
+    fn prefetch(&self, rule_ids: &[&str], sample: &Arc<Sample>) -> Option<Arc<Prefetched>> {
+        let judge = self.judge.as_ref().filter(|j| self.grants.judge && j.batches())?;
+        let mut questions: Vec<String> = Vec::new();
+        let mut recorder: Option<Instance> = None;
+        for rule_id in rule_ids {
+            let mut current = match recorder.take() {
+                Some(r) => r,
+                None => match self.checkout_recorder() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            let _dry_run = current.evaluate(rule_id, sample, &self.limits, self.timeout_ticks);
+            for question in current.store.data_mut().recorded.drain(..) {
+                if !questions.contains(&question) {
+                    questions.push(question);
+                }
+            }
+            if !current.poisoned {
+                recorder = Some(current);
+            }
+        }
+        if let Some(r) = recorder {
+            self.recorders.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        }
+        if questions.len() < 2 {
+            return None;
+        }
+        let asked: Vec<&str> = questions.iter().map(String::as_str).collect();
+        let answers = judge.ask_many(sample, &asked);
+        let answers = answers.into_iter().map(|a| a.map_err(|e| e.to_string()));
+        Some(Arc::new(questions.into_iter().zip(answers).collect()))
+    }
+
+    /// An instance for dry runs: from their own pool, never from the live one.
+    fn checkout_recorder(&self) -> Result<Instance, Failure> {
+        let pooled = self.recorders.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(instance) => Ok(instance),
+            None => {
+                let mut instance = self.instantiate()?;
+                let state = instance.store.data_mut();
+                state.mode = JudgeMode::Record;
+                state.max_recorded = QUESTIONS_NOTED_PER_RULE;
+                Ok(instance)
+            }
+        }
     }
 
     /// An idle instance from the pool, or a new one.

@@ -35,9 +35,9 @@
 //! So a rule costs one judge question per sample, plus one per category. With the judge's
 //! cached sample prefix each question is a short continuation.
 //!
-//! The WIT contract's `judge` import takes one question, so the questions of one sample
-//! reach the judge one at a time (the judge's batched `ask_many` is not reachable from a
-//! pack under ABI 0.1.0).
+//! The WIT contract's `judge` import takes one question, but the pack does not have to
+//! batch: the engine runs a sample's rules once as a dry run to collect their questions
+//! and asks them together, in one forward pass (`Plugin::evaluate_many` in the engine).
 
 mod file;
 mod pack;
