@@ -2,8 +2,9 @@
 # Rule labels with the embedded judge against the human labels of HH-RLHF harmless (dev):
 # scores the first PAIRS pairs of ../shared/data/hh-harmless-dev.jsonl under the bundled
 # deterministic rules and 8 judge rules (scripts/jobs/judge-dev.toml), then prints the
-# strategy table, each rule's own agreement with the human labels, and the Rule Adapter
-# trained and measured on those scores. RESULTS.md quotes it.
+# strategy table, each rule's own agreement with the human labels, the Rule Adapter
+# trained and measured on those scores, and pairwise rating (the judge compares the two
+# responses under the max-discrepancy rules, both orders). RESULTS.md quotes it.
 #
 #   scripts/measure_judge_dev.sh [PAIRS]     (default 200; needs cargo build --release -p engine)
 #
@@ -22,3 +23,7 @@ echo "== Rule labels against the human labels, per strategy ($pairs pairs) =="
 echo
 echo "== Rule Adapter (k = 5 of all rules, 30% of the pairs held out) =="
 "$engine" adapter train --scores "$out/scores.jsonl" --pairs "$out/pairs.jsonl" --out "$out/adapter" --k 5 --holdout 0.3
+echo
+echo "== Pairwise rating of the max-discrepancy rules (k = 5), both orders =="
+"$engine" pairwise --config "$job" --scores "$out/scores.jsonl" --pairs "$out/pairs.jsonl" --strategy max-discrepancy \
+    --out "$out/pairwise.jsonl" --json "$out/pairwise.json"

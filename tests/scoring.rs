@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use engine::score::{Outcome, read_strict};
 
-use crate::util::{Pack, TempJob, core_pack, example_pack, hostile_pack, shared_data, stderr};
+use crate::util::{Pack, TempJob, core_pack, example_pack, hostile_pack, shared_data, stderr, stdout};
+use engine::data::Pref;
 
 /// The example pack plus two honest hostile-pack rules.
 fn job(extra: &str) -> TempJob {
@@ -251,6 +252,57 @@ fn judge_rules_score_with_the_model_and_a_new_judge_rescores() {
     assert!(log.contains("8 computed, 0 resumed, 0 reused") && log.contains("/quantized/"), "{log}");
     let requantized = read_strict(&job.path("out/scores.jsonl")).unwrap();
     assert!(records.iter().zip(&requantized).all(|(a, b)| a.rule_hash != b.rule_hash));
+}
+
+/// `engine pairwise` asks the judge to compare the two responses under the selected rules,
+/// in both orders, labels each pair by the summed preferences, compares with gold and with
+/// the pointwise labels, and resumes after a torn write.
+#[test]
+fn pairwise_rating_asks_both_orders_and_resumes() {
+    let Some(job) = judge_job("") else { return };
+    score(&job, &[]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["pairwise", "--strategy", "all", "--json", "summary.json", "-q"];
+        args.extend_from_slice(extra);
+        let out = job.engine(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        (stdout(&out), stderr(&out))
+    };
+    let (table, log) = run(&[]);
+    assert!(log.contains("rated 2 pairs pairwise") && log.contains("0 questions failed"), "{log}");
+    assert!(table.contains("| pairwise (both orders) |") && table.contains("| pointwise, same rules |"), "{table}");
+    let path = job.path("out/pairwise.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let records: Vec<engine::pairwise::PairwiseRecord> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r.rules.len(), 2, "both enabled rules, as `all` selects: {r:?}");
+        let mut sum = 0.0;
+        for rule in &r.rules {
+            assert!((-1.0..=1.0).contains(&rule.forward) && (-1.0..=1.0).contains(&rule.backward), "{rule:?}");
+            assert!((rule.preference - (rule.forward - rule.backward) / 2.0).abs() < 1e-12);
+            sum += rule.preference;
+        }
+        assert!((r.sum - sum).abs() < 1e-9);
+        assert_eq!(r.label, if sum > 0.0 { Some(Pref::A) } else { Some(Pref::B) });
+        assert_eq!(r.gold, Some(Pref::A));
+        assert!(r.judge.starts_with("candle/"), "{}", r.judge);
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.path("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["pairs"], 2);
+    // The pairwise wording is the judge's own setting: another judge id than the pointwise one.
+    let pointwise = std::fs::read_to_string(job.path("out/scores.judge.json")).unwrap();
+    assert!(!pointwise.contains(&records[0].judge), "{pointwise}");
+
+    // A run killed mid-write: the second record lost, a torn line left. The rerun keeps the
+    // first, rates the second again, and ends with the same file.
+    let first = text.lines().next().unwrap();
+    std::fs::write(&path, format!("{first}\n{{\"pair\":\"t1\",\"ru")).unwrap();
+    let (_, log) = run(&[]);
+    assert!(log.contains("rated 2 pairs pairwise"), "{log}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 }
 
 /// The `[judge]` section and the files a pack's config names are checked with file, line

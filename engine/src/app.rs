@@ -13,6 +13,7 @@ use crate::data::{self, DataError, Format, ReadOptions};
 use crate::judge::{CandleJudge, Judge, JudgeLoadError, JudgeStats, OpenAiJudge};
 use crate::label::{Labeler, TiePolicy};
 use crate::labeling::{self, Agreement, AuditRecord, Calibration, LabelingError, RuleAgreement, ScoreTable};
+use crate::pairwise::PairwiseRecord;
 use crate::plugin::{PluginError, Registry, RegistryError, Runtime, abi};
 use crate::score::{self, ScoreError, ScoreOptions, ScoreSummary, Shard};
 use crate::select::Strategy;
@@ -513,4 +514,109 @@ pub fn agreement_table(rows: &[Agreement]) -> String {
         );
     }
     text
+}
+
+/// What `engine pairwise` is asked to do.
+#[derive(Debug, Default)]
+pub struct PairwiseArgs {
+    pub scores: Option<PathBuf>,
+    pub pairs: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub strategy: Option<Strategy>,
+    pub calibrate: Option<Calibration>,
+    /// A progress bar (or log lines where stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// `engine pairwise`: asks the judge to compare the two responses of each pair under the
+/// rules the strategy selects from the pointwise scores (see [`crate::pairwise`]), writing
+/// one record per pair. Resumes: pairs already in the output (rated by the same judge) are
+/// kept, a torn last line is dropped.
+pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<PairwiseRecord>), AppError> {
+    let mut job = Job::load(config)?;
+    crate::market::apply_lock(&mut job)?;
+    let strategy = args.strategy.clone().unwrap_or(job.strategy.clone());
+    if strategy.needs_predictions() {
+        return Err(AppError::Usage("pairwise rating selects from scores; the adapter strategy is not offered".into()));
+    }
+    // The rules' texts are their packs' descriptions: reading them needs no judge.
+    let runtime = Runtime::new(job.limits.clone(), job.cache_dir.clone(), None)?;
+    let registry = Registry::load_enabled(&runtime, &job.packs, &job.enable, &job.config_path)?;
+    job.judge.options.prompt = crate::pairwise::pairwise_prompt(&job.judge.options.prompt);
+    if let Some(remote) = &mut job.judge.remote {
+        remote.options.prompt = crate::pairwise::pairwise_prompt(&remote.options.prompt);
+    }
+    let judge = load_judge(&job)?;
+
+    let scores_path = args.scores.clone().unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
+    let pairs = read_pairs_for(&job, args.pairs.as_deref())?;
+    let table = ScoreTable::from_records(&score::read_strict(&scores_path)?)?
+        .calibrated(args.calibrate.unwrap_or(job.calibration));
+    let labeler =
+        Labeler::new(job.tie_policy, crate::label::DEFAULT_EPSILON).map_err(|e| AppError::Usage(e.to_string()))?;
+    let audits = labeling::label_pairs(&pairs, &table, &strategy, &labeler, &pack_hashes(&job), None)?;
+
+    let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("pairwise.jsonl"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AppError::Io { path: path.clone(), source }
+    };
+    // Keep what an earlier run finished with this judge, as written (numbers do not always
+    // survive a parse and print bit for bit); rewrite the file without the rest.
+    let mut done: BTreeMap<String, (PairwiseRecord, String)> = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(&out) {
+        for line in text.lines() {
+            if let Ok(record) = serde_json::from_str::<PairwiseRecord>(line)
+                && record.judge == judge.id()
+            {
+                done.insert(record.pair.clone(), (record, line.to_string()));
+            }
+        }
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let mut kept = String::new();
+    for (_, line) in done.values() {
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    let tmp = out.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &out).map_err(io(&out))?;
+    let mut file = std::fs::OpenOptions::new().append(true).open(&out).map_err(io(&out))?;
+
+    let todo: Vec<(&data::Pair, &AuditRecord)> =
+        pairs.iter().zip(&audits).filter(|(p, _)| !done.contains_key(&p.id)).collect();
+    let bar =
+        if args.progress { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("pairwise {bar:32.cyan/blue} {pos}/{len} pairs  {per_sec}  eta {eta}")
+            .expect("valid template"),
+    );
+    let mut log = crate::progress::LogLines::new(args.progress);
+    for (i, (pair, audit)) in todo.iter().enumerate() {
+        let rules: Vec<crate::pairwise::RuleToAsk> = audit
+            .selected
+            .iter()
+            .map(|s| {
+                let meta = registry.rules.iter().find(|r| r.meta.id == s.rule).map(|r| &r.meta);
+                let text = meta.map_or(s.rule.as_str(), |m| {
+                    if m.description.trim().is_empty() { &m.title } else { &m.description }
+                });
+                crate::pairwise::RuleToAsk { rule: s.rule.clone(), pack: s.pack.clone(), text: text.to_string() }
+            })
+            .collect();
+        let mut record = crate::pairwise::rate(judge.as_ref(), pair, &rules);
+        record.pointwise = audit.label.winner();
+        let line = serde_json::to_string(&record).expect("pairwise records serialise");
+        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).map_err(io(&out))?;
+        done.insert(record.pair.clone(), (record, line));
+        bar.inc(1);
+        log.tick("pairwise", i as u64 + 1, todo.len() as u64);
+    }
+    bar.finish_and_clear();
+    // In the pairs file's order.
+    let records = pairs.iter().filter_map(|p| done.remove(&p.id).map(|(record, _)| record)).collect();
+    Ok((out, records))
 }

@@ -539,7 +539,7 @@ pub fn agreement(records: &[AuditRecord], seed: u64) -> Agreement {
 }
 
 /// Percentile bootstrap (2.5%, 97.5%) of the mean of `outcomes`, seeded.
-fn bootstrap(outcomes: &[f64], seed: u64) -> (f64, f64) {
+pub(crate) fn bootstrap(outcomes: &[f64], seed: u64) -> (f64, f64) {
     if outcomes.is_empty() {
         return (0.0, 0.0);
     }

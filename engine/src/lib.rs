@@ -15,6 +15,7 @@ pub mod judge;
 pub mod label;
 pub mod labeling;
 pub mod market;
+pub mod pairwise;
 pub mod plugin;
 pub mod progress;
 pub mod report;

@@ -165,6 +165,41 @@ Output (job.output, e.g. runs/demo/):
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Pairwise rating: ask the judge to compare the two responses of each pair under the
+    /// rules the strategy selects from the pointwise scores.
+    ///
+    /// For each selected rule the judge sees both responses, labelled 1 and 2, and answers
+    /// "does response 1 follow this rule better than response 2?", once in each order so
+    /// that a bias for a position cancels: the rule's preference for A is half the
+    /// difference of the two P(yes) − P(no). The sign of the summed preferences labels the
+    /// pair. Writes one record per pair (default <job.output>/pairwise.jsonl; a rerun
+    /// resumes) and, when the pairs have gold labels, prints the agreement of pairwise and
+    /// pointwise labels of the same rules with gold. Costs 2·k judge questions per pair.
+    Pairwise {
+        #[arg(long, short, default_value = "rules.toml")]
+        config: PathBuf,
+        /// Pointwise scores from `engine score` (default: <job.output>/scores.jsonl).
+        #[arg(long)]
+        scores: Option<PathBuf>,
+        /// The pairs file that was scored (default: job.input).
+        #[arg(long)]
+        pairs: Option<PathBuf>,
+        /// Output (default: <job.output>/pairwise.jsonl).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Which rules to ask per pair, as in `engine label` (default: [selection]).
+        #[arg(long)]
+        strategy: Option<Strategy>,
+        /// none | rank: calibration of the pointwise scores the selection uses.
+        #[arg(long)]
+        calibrate: Option<Calibration>,
+        /// Also write the summary as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Train a reward model on preference pairs (gold or rule labels) and export it for HF transformers.
     Train(engine::reward::cli::TrainArgs),
     /// Evaluate a reward model RewardBench-style: accuracy per subset (ties count as wrong),
@@ -398,6 +433,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let json = serde_json::json!({ "strategies": rows, "rules": rules });
                 std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pairwise { config, scores, pairs, out, strategy, calibrate, json, quiet } => {
+            let args = app::PairwiseArgs { scores, pairs, out, strategy, calibrate, progress: !quiet };
+            let (out, records) = app::pairwise(&config, &args)?;
+            let summary = engine::pairwise::summarize(&records, 0);
+            let labeled = records.iter().filter(|r| r.label.is_some()).count();
+            let errors: usize = records.iter().map(|r| r.errors.len()).sum();
+            eprintln!(
+                "rated {} pairs pairwise: {labeled} labeled, {} ties; {errors} questions failed",
+                records.len(),
+                records.len() - labeled
+            );
+            if summary.decided + summary.pointwise_decided > 0 {
+                println!(
+                    "| rating | decided | agrees with gold | 95% CI |\n|---|---:|---:|---|\n\
+                     | pairwise (both orders) | {} | {:.3} | {:.3}–{:.3} |\n| pointwise, same rules | {} | {:.3} | {:.3}–{:.3} |",
+                    summary.decided,
+                    summary.accuracy,
+                    summary.ci_low,
+                    summary.ci_high,
+                    summary.pointwise_decided,
+                    summary.pointwise_accuracy,
+                    summary.pointwise_ci_low,
+                    summary.pointwise_ci_high
+                );
+            }
+            eprintln!(
+                "the judge's answer flips with the order of the responses in {:.1}% of the (pair, rule) answers",
+                100.0 * summary.order_consistent
+            );
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&summary)?)?;
+            }
+            println!("{}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Adapter {
