@@ -190,6 +190,15 @@ fn serve_judge_and_remote_judge_agree_with_the_local_judge() {
     eprintln!("serve-judge vs local judge: max |Δ| = {worst:e}");
     assert!(worst < 1e-3, "max |Δ| = {worst}");
 
+    // Several questions at once: concurrent requests, the same answers as one by one.
+    assert!(remote.batches(), "8 requests in flight by default");
+    let s = &samples()[1];
+    let together = remote.ask_many(s, QUESTIONS);
+    for (q, t) in QUESTIONS.iter().zip(&together) {
+        let (t, alone) = (t.as_ref().unwrap(), remote.ask(s, q).unwrap());
+        assert!((t.p_yes - alone.p_yes).abs() < 1e-6 && (t.p_no - alone.p_no).abs() < 1e-6, "{q}");
+    }
+
     // Text prompts: the server tokenizes the same text to the same ids (no special-token
     // text in this sample's content).
     let text = OpenAiJudge::with_tokenizer_file(

@@ -131,6 +131,8 @@ pub struct RawJudge {
     pub top_logprobs: Option<Spanned<i64>>,
     /// `openai` backend: `tokens` (ids, exact) | `text` (for servers that take only strings).
     pub prompt_format: Option<Spanned<String>>,
+    /// `openai` backend: requests in flight at once for a pack's questions about a sample.
+    pub concurrency: Option<Spanned<i64>>,
 }
 
 /// The validated `[judge]` section.
@@ -501,6 +503,7 @@ fn judge_config(
         ("backoff_ms", raw.backoff_ms.as_ref().map(Spanned::span)),
         ("top_logprobs", raw.top_logprobs.as_ref().map(Spanned::span)),
         ("prompt_format", raw.prompt_format.as_ref().map(Spanned::span)),
+        ("concurrency", raw.concurrency.as_ref().map(Spanned::span)),
     ];
     let (misplaced, backend_name): (&[_], _) =
         if remote_backend { (&local_only, "openai") } else { (&remote_only, "candle") };
@@ -609,6 +612,9 @@ fn remote_config(
     if let Some(n) = at_least(&raw.top_logprobs, "top_logprobs", 1, bad)? {
         options.top_logprobs = n.min(u32::MAX as u64) as u32;
     }
+    if let Some(n) = at_least(&raw.concurrency, "concurrency", 1, bad)? {
+        options.concurrency = n.min(1024) as usize;
+    }
     if let Some(f) = &raw.prompt_format {
         options.prompt_format = f.get_ref().parse().map_err(|e: String| bad(f.span(), "prompt_format", e))?;
     }
@@ -687,6 +693,7 @@ mod tests {
         let job = parse(&judge(
             "backend = \"openai\"\nurl = \"http://10.0.0.5:8000/v1\"\nmodel_name = \"qwen\"\n\
              timeout_ms = 1500\nretries = 4\nbackoff_ms = 10\ntop_logprobs = 5\nprompt_format = \"text\"\n\
+             concurrency = 3\n\
              api_key_env = \"JUDGE_KEY\"\nlayout = \"rule-first\"\nmax_context = 4096\nrenormalize = true",
         ))
         .unwrap();
@@ -695,6 +702,7 @@ mod tests {
         assert_eq!((o.url.as_str(), o.model.as_deref()), ("http://10.0.0.5:8000/v1", Some("qwen")));
         assert_eq!((o.timeout.as_millis(), o.retries, o.backoff.as_millis(), o.top_logprobs), (1500, 4, 10, 5));
         assert_eq!(o.prompt_format, crate::judge::PromptFormat::Text);
+        assert_eq!(o.concurrency, 3);
         assert_eq!((o.layout, o.max_context, o.renormalize), (crate::judge::Layout::RuleFirst, Some(4096), true));
         assert_eq!(remote.api_key_env.as_deref(), Some("JUDGE_KEY"));
         // The candle backend is the default, and has no remote part.

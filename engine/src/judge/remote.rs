@@ -116,6 +116,11 @@ pub struct OpenAiJudgeOptions {
     pub prompt: JudgePrompt,
     /// Where the question goes relative to the sample, as for the candle judge.
     pub layout: Layout,
+    /// How many requests [`Judge::ask_many`] keeps in flight at once (1: one by one).
+    /// Servers with continuous batching (vLLM, TGI, llama.cpp's server with several slots)
+    /// answer concurrent requests together; the plugin runtime then hands a pack's
+    /// questions about a sample to `ask_many` (see `Plugin::evaluate_many`).
+    pub concurrency: usize,
 }
 
 impl Default for OpenAiJudgeOptions {
@@ -135,6 +140,7 @@ impl Default for OpenAiJudgeOptions {
             template: ChatTemplate::chatml(),
             prompt: JudgePrompt::default(),
             layout: Layout::default(),
+            concurrency: 8,
         }
     }
 }
@@ -402,6 +408,42 @@ impl Judge for OpenAiJudge {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Up to `concurrency` requests at once, each question on its own request (the same
+    /// requests [`ask`](Judge::ask) sends, so the same answers).
+    fn ask_many(&self, sample: &Sample, questions: &[&str]) -> Vec<Result<Judgement, JudgeError>> {
+        let workers = self.options.concurrency.min(questions.len());
+        if workers <= 1 {
+            return questions.iter().map(|q| self.ask(sample, q)).collect();
+        }
+        let mut results: Vec<Option<Result<Judgement, JudgeError>>> = vec![None; questions.len()];
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    scope.spawn(move || {
+                        (w..questions.len())
+                            .step_by(workers)
+                            .map(|i| (i, self.ask(sample, questions[i])))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for handle in handles {
+                // A worker that panicked leaves its questions unanswered (an error below).
+                for (i, result) in handle.join().unwrap_or_default() {
+                    results[i] = Some(result);
+                }
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(JudgeError("remote judge: the request was not made".into()))))
+            .collect()
+    }
+
+    fn batches(&self) -> bool {
+        self.options.concurrency > 1
     }
 
     fn stats(&self) -> JudgeStats {
