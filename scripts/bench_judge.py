@@ -22,7 +22,10 @@ Methods (every one computes P(yes) - P(no) at the answer position for every samp
                   kept, each question a short continuation (transformers: past_key_values,
                   cropped back after each question; llama.cpp: its KV cache, truncated back);
   prefix_batched  ours only: all questions of a sample as branches of one forward pass
-                  (Judge::ask_many, what scoring uses).
+                  (Judge::ask_many, what scoring uses);
+  batched_x2      ours only: prefix_batched on two samples at a time (two threads sharing
+                  the judge), as `engine score -j 2` runs a job. The other rows run one
+                  sample at a time, so this row is context, not a like-for-like comparison.
 
 Printed per method: seconds (best of --repeats), rule evaluations per second, seconds per
 evaluation, prefill tokens per second (tokens the method actually ran: full runs every
@@ -306,7 +309,7 @@ def main():
         "full": sum(len(p["prefix"]) + len(p["suffix"]) for s in prompts for p in s),
         "prefix": sum(len(s[0]["prefix"]) + sum(len(p["suffix"]) for p in s) for s in prompts),
     }
-    tokens["prefix_batched"] = tokens["prefix"]
+    tokens["prefix_batched"] = tokens["batched_x2"] = tokens["prefix"]
     peak = cpu_peak(args.threads)
     reference = hf["methods"]["full"]["scores"]
     rows = []
@@ -352,6 +355,10 @@ def main():
     if llama:
         print(f"  vs llama.cpp full rating:                         {seconds('llama.cpp', 'full') / best_ours:.2f}x")
         print(f"  vs llama.cpp with the prefix trick:               {seconds('llama.cpp', 'prefix') / best_ours:.2f}x")
+    x2 = seconds("ours", "batched_x2")
+    if x2:
+        print(f"ours two samples at a time, as engine score -j 2: {x2 / evaluations:.4f} s per rule evaluation, "
+              f"{seconds('transformers', 'full') / x2:.2f}x transformers' full rating (one sample at a time)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "peak": peak, "tokens": tokens, "evaluations": evaluations}, f, indent=1)

@@ -16,7 +16,9 @@
 //! - `prefix`: the sample's KV cache computed once, each question a continuation
 //!   ([`Judge::ask`] one question at a time);
 //! - `prefix_batched`: the same with all questions of a sample in one forward pass
-//!   ([`Judge::ask_many`], what scoring uses).
+//!   ([`Judge::ask_many`], what scoring uses);
+//! - `batched_x2`: `prefix_batched` on two samples at a time, from two threads sharing the
+//!   judge, as `engine score -j 2` runs a job on this 2-core machine.
 //!
 //! The prefix cache is cleared before each sample's first question in every repeat, so
 //! every method computes each sample's prefix once per repeat.
@@ -77,20 +79,21 @@ fn main() {
         f64::from(j.p_yes) - f64::from(j.p_no)
     };
     let mut methods = serde_json::Map::new();
-    for method in ["full", "prefix", "prefix_batched"] {
+    for method in ["full", "prefix", "prefix_batched", "batched_x2"] {
         let mut best = f64::INFINITY;
         let mut scores = Vec::new();
         for _ in 0..repeats {
             judge.clear_cache();
             let t = Instant::now();
-            scores = samples
-                .iter()
-                .map(|s| match method {
-                    "full" => questions.iter().map(|q| score(judge.ask_uncached(s, q))).collect::<Vec<f64>>(),
+            let rate = |s: &Sample| -> Vec<f64> {
+                match method {
+                    "full" => questions.iter().map(|q| score(judge.ask_uncached(s, q))).collect(),
                     "prefix" => questions.iter().map(|q| score(judge.ask(s, q))).collect(),
                     _ => judge.ask_many(s, &questions).into_iter().map(score).collect(),
-                })
-                .collect::<Vec<Vec<f64>>>();
+                }
+            };
+            scores =
+                if method == "batched_x2" { two_at_a_time(&samples, rate) } else { samples.iter().map(rate).collect() };
             best = best.min(t.elapsed().as_secs_f64());
         }
         let tokens = if method == "full" { full_tokens } else { prefix_tokens };
@@ -112,4 +115,24 @@ fn main() {
         "methods": methods,
     });
     std::fs::write(&output, serde_json::to_string(&out).expect("json")).expect("writing --output");
+}
+
+/// `rate` on every sample, two samples at a time (samples 0, 2, 4, ... on one thread and
+/// 1, 3, 5, ... on the other); the results in sample order.
+fn two_at_a_time(samples: &[Sample], rate: impl Fn(&Sample) -> Vec<f64> + Sync) -> Vec<Vec<f64>> {
+    let mut rows = vec![Vec::new(); samples.len()];
+    std::thread::scope(|scope| {
+        let rate = &rate;
+        let handles: Vec<_> = (0..2)
+            .map(|w| {
+                scope.spawn(move || (w..samples.len()).step_by(2).map(|i| (i, rate(&samples[i]))).collect::<Vec<_>>())
+            })
+            .collect();
+        for handle in handles {
+            for (i, row) in handle.join().expect("a benchmark thread panicked") {
+                rows[i] = row;
+            }
+        }
+    });
+    rows
 }

@@ -462,7 +462,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             eprintln!(
                 "the judge's answer flips with the order of the responses in {:.1}% of the (pair, rule) answers",
-                100.0 * summary.order_consistent
+                100.0 * summary.order_flips
             );
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&summary)?)?;

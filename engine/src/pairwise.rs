@@ -100,8 +100,11 @@ pub struct PairwiseRecord {
 pub fn rate(judge: &dyn Judge, pair: &Pair, rules: &[RuleToAsk]) -> PairwiseRecord {
     let questions: Vec<String> = rules.iter().map(|r| question(&r.text)).collect();
     let asked: Vec<&str> = questions.iter().map(String::as_str).collect();
-    let forward = judge.ask_many(&in_order(pair, Pref::A), &asked);
-    let backward = judge.ask_many(&in_order(pair, Pref::B), &asked);
+    let (forward, backward) = if asked.is_empty() {
+        (Vec::new(), Vec::new()) // no rule selected: nothing to ask, no label
+    } else {
+        (judge.ask_many(&in_order(pair, Pref::A), &asked), judge.ask_many(&in_order(pair, Pref::B), &asked))
+    };
     let mut record = PairwiseRecord {
         pair: pair.id.clone(),
         rules: Vec::new(),
@@ -153,9 +156,9 @@ pub struct PairwiseSummary {
     pub pointwise_ci_low: f64,
     pub pointwise_ci_high: f64,
     /// Of the (pair, rule) answers, the share where the judge's answer flips with the order
-    /// (forward and backward of opposite signs): an order-consistent judge, not one that
-    /// answers by position.
-    pub order_consistent: f64,
+    /// (forward and backward of opposite signs). A judge that reads the responses flips
+    /// when they swap; one that answers by position or wording does not.
+    pub order_flips: f64,
 }
 
 /// Summarises `records` (bootstrap seeded with `seed`).
@@ -180,7 +183,7 @@ pub fn summarize(records: &[PairwiseRecord], seed: u64) -> PairwiseSummary {
         pointwise_accuracy: mean(&pointwise),
         pointwise_ci_low,
         pointwise_ci_high,
-        order_consistent: if answers.is_empty() { 0.0 } else { flips as f64 / answers.len() as f64 },
+        order_flips: if answers.is_empty() { 0.0 } else { flips as f64 / answers.len() as f64 },
     }
 }
 
@@ -253,6 +256,8 @@ mod tests {
         assert_eq!(r.rules.len(), 1);
         assert!(r.errors[0].starts_with("broken-rule: no logprobs"), "{:?}", r.errors);
         assert_eq!(r.label, None, "equal lengths: no preference, a tie");
+        let none = rate(&PrefersShort, &p, &[]);
+        assert!(none.rules.is_empty() && none.errors.is_empty() && none.label.is_none());
     }
 
     #[test]
@@ -270,6 +275,6 @@ mod tests {
         assert!((s.accuracy - 2.0 / 3.0).abs() < 1e-9, "{s:?}");
         assert!((s.pointwise_accuracy - 2.0 / 3.0).abs() < 1e-9, "{s:?}");
         assert!(s.ci_low <= s.accuracy && s.accuracy <= s.ci_high);
-        assert_eq!(s.order_consistent, 1.0, "forward 0.5 and backward −0.1 have opposite signs");
+        assert_eq!(s.order_flips, 1.0, "forward 0.5 and backward −0.1 have opposite signs");
     }
 }
