@@ -317,7 +317,8 @@ def main():
                          ("llama.cpp (Q4_1)", llama)]:
         if result is None:
             continue
-        for method, m in result["methods"].items():
+        order = ["full", "prefix", "prefix_batched", "batched_x2"]
+        for method, m in sorted(result["methods"].items(), key=lambda kv: order.index(kv[0])):
             delta = max(abs(a - b) for ra, rb in zip(m["scores"], reference) for a, b in zip(ra, rb))
             f = flops(hf["shape"], prompts, "full" if method == "full" else "prefix")
             rows.append({

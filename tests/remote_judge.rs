@@ -406,18 +406,29 @@ fn remote_judge_errors_name_their_cause() {
 #[test]
 fn one_bad_question_does_not_stop_the_others() {
     let Some(path) = model_path() else { return };
-    let (url, _) = fake_server(vec![
-        Canned::Reply(200, GOOD),
-        Canned::Reply(200, "{}"),
-        Canned::Reply(404, "no such route"),
-        Canned::Reply(200, GOOD),
-    ]);
-    let judge = fake_judge(&path, &url, |_| {});
+    let replies = || {
+        vec![
+            Canned::Reply(200, GOOD),
+            Canned::Reply(200, "{}"),
+            Canned::Reply(404, "no such route"),
+            Canned::Reply(200, GOOD),
+        ]
+    };
+    // One request at a time: the server's replies meet the questions in order.
+    let (url, _) = fake_server(replies());
+    let judge = fake_judge(&path, &url, |o| o.concurrency = 1);
     let results = judge.ask_many(&samples()[1], &["a?", "b?", "c?", "d?"]);
     let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
     assert_eq!(ok, [true, false, false, true], "{results:?}");
     let stats = judge.stats();
     assert_eq!((stats.questions, stats.failures), (4, 2));
+    // Concurrent requests (the default): which question meets which reply is up to the
+    // scheduler, but the two bad replies still fail only their own questions.
+    let (url, _) = fake_server(replies());
+    let judge = fake_judge(&path, &url, |_| {});
+    let results = judge.ask_many(&samples()[1], &["a?", "b?", "c?", "d?"]);
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2, "{results:?}");
+    assert_eq!((judge.stats().questions, judge.stats().failures), (4, 2));
 }
 
 #[test]
