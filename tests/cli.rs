@@ -154,6 +154,7 @@ fn label_explain_and_eval_labels_on_the_demo_data() {
     {
         assert!(table.contains(strategy), "{strategy}: {table}");
     }
+    assert!(!table.contains("Each rule on its own"), "the per-rule table only with --per-rule: {table}");
     let json = path("agreement.json");
     let table = eval_labels(&["--strategies", "all", "--calibrate", "none,rank", "--per-rule", "--json", &json]);
     assert!(table.contains("| all |") && table.contains("| all (rank-calibrated) |"), "{table}");

@@ -426,7 +426,7 @@ pub fn explain(labels: &Path, pair: &str) -> Result<String, AppError> {
 }
 
 /// `engine eval-labels`: agreement of rule labels with gold labels, per calibration and
-/// strategy (rows in that order), and each rule's own agreement (raw scores).
+/// strategy (rows in that order), and with `per_rule` each rule's own agreement (raw scores).
 pub fn eval_labels(
     config: &Path,
     scores: Option<&Path>,
@@ -434,7 +434,8 @@ pub fn eval_labels(
     strategies: &[Strategy],
     calibrations: &[Calibration],
     tie_policy: Option<TiePolicy>,
-) -> Result<(Vec<Agreement>, Vec<RuleAgreement>), AppError> {
+    per_rule: bool,
+) -> Result<(Vec<Agreement>, Option<Vec<RuleAgreement>>), AppError> {
     let job = Job::load(config)?;
     let scores_path = scores.map(Path::to_path_buf).unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
     let pairs = read_pairs_for(&job, Some(gold))?;
@@ -457,7 +458,8 @@ pub fn eval_labels(
             rows.push(row);
         }
     }
-    Ok((rows, labeling::rule_agreement(&pairs, &table)?))
+    let rules = if per_rule { Some(labeling::rule_agreement(&pairs, &table)?) } else { None };
+    Ok((rows, rules))
 }
 
 /// Each rule's own agreement with gold labels as markdown: the rules that take a side,

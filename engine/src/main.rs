@@ -424,10 +424,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 strategies
             };
             let (rows, rules) =
-                app::eval_labels(&config, scores.as_deref(), &gold, &strategies, &calibrate, tie_policy)?;
+                app::eval_labels(&config, scores.as_deref(), &gold, &strategies, &calibrate, tie_policy, per_rule)?;
             print!("{}", app::agreement_table(&rows));
-            if per_rule {
-                print!("\nEach rule on its own (raw scores):\n\n{}", app::rule_agreement_table(&rules));
+            if let Some(rules) = &rules {
+                print!("\nEach rule on its own (raw scores):\n\n{}", app::rule_agreement_table(rules));
             }
             if let Some(path) = json {
                 let json = serde_json::json!({ "strategies": rows, "rules": rules });

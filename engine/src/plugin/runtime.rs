@@ -156,7 +156,7 @@ impl Runtime {
             .instantiate()
             .map_err(|f| PluginError::Instantiate { path: path.clone(), message: f.to_string() })?;
         plugin.rules = instance
-            .read_rules(&self.limits)
+            .read_rules(&self.limits, plugin.timeout_ticks)
             .map_err(|message| PluginError::Metadata { path: path.clone(), message })?;
         plugin.idle.lock().expect("fresh mutex").push(instance);
         Ok(Arc::new(plugin))
@@ -380,8 +380,8 @@ impl Instance {
         self.store.epoch_deadline_trap();
     }
 
-    fn read_rules(&mut self, limits: &SandboxLimits) -> Result<Vec<RuleMeta>, String> {
-        self.arm(limits.fuel_per_call, limits.timeout_ms.div_ceil(10).max(1), None);
+    fn read_rules(&mut self, limits: &SandboxLimits, ticks: u64) -> Result<Vec<RuleMeta>, String> {
+        self.arm(limits.fuel_per_call, ticks, None);
         let pack = self.pack.as_ref().expect("instances are configured before use");
         let infos = pack.safety_rules_rule_pack().call_rules(&mut self.store).map_err(|e| {
             self.poisoned = true;
