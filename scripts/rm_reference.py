@@ -16,6 +16,8 @@ Commands (all print JSON on stdout):
       [{"prompt": [{"role": "user", "content": ...}, ...], "response": ...}, ...], laid out as
       the engine does (layout "bert-pair-v1"): segment A = the conversation rendered as
       "User: ...\\nAssistant: ..." lines, segment B = the response, tokenizer(A, B).
+      Llama/Qwen2 exports (layout "decoder-text-v1"): the response appended to the conversation
+      as its last "Assistant: " line, tokenizer(text) from the export's tokenizer.json.
 
   bench --model models/all-minilm-l6-v2 --data pairs.jsonl --batch-size 8 --max-len 256 \\
         --steps 6 --threads 2
@@ -52,11 +54,24 @@ def cmd_embed(args):
 
 def cmd_score(args):
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerFast
 
     items = json.load(open(args.items))
-    tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
+    if model.config.model_type in ("llama", "qwen2"):
+        # Layout "decoder-text-v1": the response as the conversation's last line, tokenized by
+        # the export's tokenizer.json as it is (a model-specific tokenizer class may add tokens
+        # of its own), one item at a time (no padding).
+        tok = PreTrainedTokenizerFast(tokenizer_file=f"{args.model}/tokenizer.json")
+        rewards = []
+        for item in items:
+            text = render(item["prompt"] + [{"role": "assistant", "content": item["response"]}])
+            enc = tok(text, return_tensors="pt")
+            with torch.no_grad():
+                rewards.append(model(**enc).logits[0, 0].item())
+        print(json.dumps({"rewards": rewards, "num_labels": model.config.num_labels}))
+        return
+    tok = AutoTokenizer.from_pretrained(args.model)
     a = [render(item["prompt"]) for item in items]
     b = [item["response"] for item in items]
     enc = tok(a, b, padding=True, return_tensors="pt")

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use engine::data::Message;
 use engine::reward::bert::BertConfig;
+use engine::reward::decoder::DecoderConfig;
 use engine::reward::{Encoder, RewardModel, TrainOptions, TrainPair};
 
 use crate::util::{self, root};
@@ -270,4 +271,148 @@ fn train_command_writes_an_export_and_reports_dev_accuracy() {
 
     let help = util::stdout(&util::engine(work.path(), &["train", "--help"]));
     assert!(help.contains("Examples:") && help.contains("--resume"), "{help}");
+}
+
+/// A tiny Llama (grouped k/v heads, `llama3` RoPE scaling with a short original context so
+/// that all three of its frequency bands occur) or Qwen2 (q/k/v biases) over MiniLM's
+/// tokenizer, random weights from a fixed seed.
+fn tiny_decoder(dir: &Path, model_type: &str) {
+    let rope_scaling = (model_type == "llama").then(|| {
+        serde_json::json!({"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 16})
+    });
+    let config = DecoderConfig {
+        model_type: model_type.into(),
+        vocab_size: 30522,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: Some(2),
+        head_dim: None,
+        max_position_embeddings: 128,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        rope_scaling,
+        hidden_act: "silu".into(),
+        attention_bias: false,
+        mlp_bias: false,
+        use_sliding_window: false,
+        initializer_range: 0.1,
+    };
+    engine::reward::create_random_decoder(dir, &config, &minilm().join("tokenizer.json"), 11).unwrap();
+}
+
+/// `RewardModel::from_backbone(tiny_decoder, seed 7, max_len 128)` with its score head
+/// multiplied by 5 and every bias set to a fixed non-zero pattern (they start at zero),
+/// saved to `dir`.
+fn seeded_decoder_export(work: &Path, model_type: &str, dir: &Path) -> RewardModel {
+    let backbone = work.join(format!("tiny-{model_type}"));
+    tiny_decoder(&backbone, model_type);
+    let rm = RewardModel::from_backbone(&backbone, &Device::Cpu, 7, 128).unwrap();
+    let head = rm.params().get("score.weight").unwrap();
+    head.set(&(head.as_tensor() * 5.0).unwrap()).unwrap();
+    for (name, var) in rm.params().iter() {
+        if name.ends_with(".bias") {
+            let n = var.elem_count();
+            let pattern: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.02).collect();
+            var.set(&candle_core::Tensor::from_vec(pattern, n, &Device::Cpu).unwrap()).unwrap();
+        }
+    }
+    rm.save(dir).unwrap();
+    rm
+}
+
+/// Rewards of `items()` from `seeded_decoder_export` for llama and qwen2, printed by
+/// `.venv-ref/bin/python scripts/rm_reference.py score --model EXPORT --items items.json`
+/// (AutoModelForSequenceClassification, transformers 4.57); `live_decoder_comparison_with_transformers`
+/// writes EXPORT and items.json to a temporary folder and runs exactly this.
+const GOLDEN_DECODER_REWARDS: [(&str, [f32; 3]); 2] =
+    [("llama", [3.124_071_1, -2.767_96, 0.265_815_73]), ("qwen2", [-1.051_158, -4.629_384, -0.169_342_13])];
+
+#[test]
+fn decoder_exports_score_like_transformers() {
+    let work = tempfile::tempdir().unwrap();
+    for (model_type, golden) in GOLDEN_DECODER_REWARDS {
+        let dir = work.path().join(format!("rm-{model_type}"));
+        let fresh = seeded_decoder_export(work.path(), model_type, &dir);
+        let loaded = RewardModel::load(&dir).unwrap();
+        assert_eq!(loaded.backbone_type(), model_type);
+        let a = fresh.score(&items()).unwrap();
+        let b = loaded.score(&items()).unwrap();
+        assert_eq!(a, b, "{model_type}: the export reloads to the same model");
+        for (i, (got, want)) in b.iter().zip(golden).enumerate() {
+            assert!((got - want).abs() < 1e-4, "{model_type} item {i}: {got} vs transformers' {want}");
+        }
+        // Scored one at a time or padded in a batch: the same rewards (pooling skips padding).
+        for (i, item) in items().iter().enumerate() {
+            let alone = loaded.score(std::slice::from_ref(item)).unwrap()[0];
+            assert!((alone - b[i]).abs() < 1e-5, "{model_type} item {i}: alone {alone} vs batched {}", b[i]);
+        }
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        let architecture =
+            if model_type == "llama" { "LlamaForSequenceClassification" } else { "Qwen2ForSequenceClassification" };
+        assert_eq!(config["architectures"][0], architecture);
+        assert_eq!(config["pad_token_id"], 0, "MiniLM's tokenizer pads with [PAD] = 0");
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reward_model.json")).unwrap()).unwrap();
+        assert_eq!(meta["layout"], "decoder-text-v1");
+    }
+}
+
+#[test]
+fn live_decoder_comparison_with_transformers() {
+    let Some(python) = venv_python() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let items = items();
+    let items_path = work.path().join("items.json");
+    std::fs::write(&items_path, items_json(&items)).unwrap();
+    for model_type in ["llama", "qwen2"] {
+        let dir = work.path().join(format!("rm-{model_type}"));
+        let rm = seeded_decoder_export(work.path(), model_type, &dir);
+        let reference = run_reference(
+            &python,
+            &["score", "--model", dir.to_str().unwrap(), "--items", items_path.to_str().unwrap()],
+        );
+        let theirs: Vec<f32> = serde_json::from_value(reference["rewards"].clone()).unwrap();
+        let ours = rm.score(&items).unwrap();
+        eprintln!("{model_type} rewards: ours {ours:?}, transformers {theirs:?}");
+        assert_eq!(reference["num_labels"], 1);
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() < 1e-4, "{model_type}: ours {ours:?} vs transformers {theirs:?}");
+        }
+    }
+}
+
+#[test]
+fn a_decoder_backbone_trains_and_its_export_reloads() {
+    let work = tempfile::tempdir().unwrap();
+    let backbone = work.path().join("tiny-qwen2");
+    tiny_decoder(&backbone, "qwen2");
+    let (train_pairs, dev) = demo_pairs();
+    let options = TrainOptions {
+        epochs: 2,
+        batch_size: 4,
+        max_len: 64,
+        checkpoint_every: 3,
+        bucket: 2,
+        lr: 1e-3,
+        progress: false,
+        threads: Some(2),
+        ..TrainOptions::new(&backbone, work.path().join("rm"))
+    };
+    let report = engine::reward::train(&options, &train_pairs, &dev).unwrap();
+    assert!(report.epochs[1].train_loss < std::f64::consts::LN_2, "{:?}", report.epochs);
+    assert!(report.epochs.iter().all(|e| e.dev_accuracy.is_some()), "{:?}", report.epochs);
+    let rm = RewardModel::load(&work.path().join("rm")).unwrap();
+    assert_eq!(rm.backbone_type(), "qwen2");
+    assert_eq!(rm.max_len(), 64);
+    // The long demo items were cut to 64 tokens, and score the same alone as in a batch.
+    let items: Vec<(Vec<Message>, String)> = dev.iter().take(4).map(|p| (p.prompt.clone(), p.chosen.clone())).collect();
+    let batched = rm.score(&items).unwrap();
+    for (i, item) in items.iter().enumerate() {
+        let alone = rm.score(std::slice::from_ref(item)).unwrap()[0];
+        assert!((alone - batched[i]).abs() < 1e-5, "item {i}: {alone} vs {}", batched[i]);
+    }
 }

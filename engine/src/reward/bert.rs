@@ -64,11 +64,7 @@ fn default_init_range() -> f64 {
 impl BertConfig {
     /// Reads and checks `config.json`.
     pub fn load(path: &Path) -> Result<BertConfig, RewardError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RewardError::io(path, source))?;
-        let config: BertConfig = serde_json::from_str(&text)
-            .map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-        config.validate().map_err(|message| RewardError::Format { path: path.to_path_buf(), message })?;
-        Ok(config)
+        load_config(path, BertConfig::validate)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -126,8 +122,21 @@ impl BertConfig {
     }
 }
 
+/// Reads a `config.json` into `T` and checks it; errors name the file.
+pub(crate) fn load_config<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl Fn(&T) -> Result<(), String>,
+) -> Result<T, RewardError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RewardError::io(path, source))?;
+    let config: T = serde_json::from_str(&text)
+        .map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    validate(&config).map_err(|message| RewardError::Format { path: path.to_path_buf(), message })?;
+    Ok(config)
+}
+
 /// HF's initialisation for a parameter it creates (`_init_weights`): Linear and Embedding
-/// weights ~ N(0, initializer_range²), biases 0, LayerNorm weight 1 and bias 0.
+/// weights ~ N(0, initializer_range²), biases 0, LayerNorm weight 1 and bias 0 (RMSNorm
+/// weights 1, for the decoders).
 pub fn init_tensor(
     name: &str,
     shape: &[usize],
@@ -136,7 +145,8 @@ pub fn init_tensor(
     device: &Device,
 ) -> candle_core::Result<Tensor> {
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = if name.contains("LayerNorm.weight") {
+    // BERT's `…LayerNorm.weight`, Llama's `…layernorm.weight` and `model.norm.weight`.
+    let values: Vec<f32> = if name.contains("LayerNorm.weight") || name.ends_with("norm.weight") {
         vec![1.0; n]
     } else if name.ends_with(".bias") || name.contains("LayerNorm") {
         vec![0.0; n]

@@ -24,7 +24,8 @@ Examples:
   engine train --data pairs.jsonl --labels runs/demo/labeled.jsonl --margin --out runs/rm-rules
   engine train --data pairs.jsonl --out runs/rm --resume          continue after an interruption
   engine train --data pairs.jsonl --out runs/rm --epochs 3 --batch-size 8 --accumulate 4 --lr 2e-5 --decay cosine
-  engine train --data pairs.jsonl --out runs/rm --device cuda       on GPU 0 (an engine built with --features cuda)")]
+  engine train --data pairs.jsonl --out runs/rm --device cuda       on GPU 0 (an engine built with --features cuda)
+  engine train --data pairs.jsonl --out runs/rm-qwen --backbone models/Qwen2.5-0.5B-Instruct --device cuda --batch-size 4")]
 pub struct TrainArgs {
     /// Pairs to train on, in any format `engine score` reads (gold labels unless --labels).
     #[arg(long)]
@@ -38,7 +39,10 @@ pub struct TrainArgs {
     /// The export folder (config.json, model.safetensors, tokenizer, reward_model.json).
     #[arg(long, short)]
     pub out: PathBuf,
-    /// The encoder to start from.
+    /// The backbone to start from: a BERT folder (the embedded all-MiniLM-L6-v2 by default),
+    /// or a Llama/Qwen2 folder with safetensors weights, config.json and tokenizer.json
+    /// (last-token pooling; meant for a GPU, slow on a CPU). Told apart by config.json's
+    /// model_type.
     #[arg(long, default_value = "models/all-minilm-l6-v2")]
     pub backbone: PathBuf,
     #[arg(long, default_value_t = 2)]

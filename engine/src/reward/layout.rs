@@ -1,6 +1,8 @@
 //! How a (conversation, response) item becomes the token ids the encoder reads.
 //!
-//! The layout, [`LAYOUT`] = `"bert-pair-v1"` in an export's `reward_model.json`:
+//! BERT backbones use the layout below; Llama/Qwen2 backbones use [`DECODER_LAYOUT`].
+//!
+//! The BERT layout, [`LAYOUT`] = `"bert-pair-v1"` in an export's `reward_model.json`:
 //!
 //! ```text
 //! segment A (token type 0): the conversation, one line per message:
@@ -129,6 +131,95 @@ impl Tokenizer {
     }
 }
 
+/// The layout of decoder backbones (Llama, Qwen2), stored in their exports.
+///
+/// ```text
+/// text: the conversation and the response as its last line, in the same lines as above:
+///     "User: <text>\nAssistant: <text>\nUser: <text>\nAssistant: <response>"
+/// ids:  tokenizer(text) with the tokenizer's own special tokens (a BOS, for many models)
+/// ```
+///
+/// In Python, `tokenizer(text)` from the export's `tokenizer.json` gives the same ids for
+/// every item that fits. When an item is longer than `max_len` it is truncated as the BERT
+/// layout does: the conversation keeps its end and the response its beginning (see
+/// [`split_budget`]); tokens that start before the response's first byte count as the
+/// conversation's, and the tokenizer's leading and trailing special tokens stay.
+pub const DECODER_LAYOUT: &str = "decoder-text-v1";
+
+/// The text of one item in [`DECODER_LAYOUT`] and the byte offset where the response starts.
+pub fn render_item(prompt: &[Message], response: &str) -> (String, usize) {
+    let mut text = render_conversation(prompt);
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str("Assistant: ");
+    let start = text.len();
+    text.push_str(response);
+    (text, start)
+}
+
+/// A decoder's tokenizer from its `tokenizer.json`, truncation and padding switched off.
+#[derive(Clone)]
+pub struct DecoderTokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+    /// The pad id the file's padding settings named, if any.
+    padding_id: Option<u32>,
+}
+
+impl std::fmt::Debug for DecoderTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecoderTokenizer").field("path", &self.path).finish()
+    }
+}
+
+impl DecoderTokenizer {
+    pub fn load(path: &Path) -> Result<DecoderTokenizer, RewardError> {
+        let format = |message: String| RewardError::Format { path: path.to_path_buf(), message };
+        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| format(e.to_string()))?;
+        let padding_id = inner.get_padding().map(|p| p.pad_id);
+        inner.with_truncation(None).map_err(|e| format(e.to_string()))?;
+        inner.with_padding(None);
+        Ok(DecoderTokenizer { inner, path: path.to_path_buf(), padding_id })
+    }
+
+    pub fn padding_id(&self) -> Option<u32> {
+        self.padding_id
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// [`DECODER_LAYOUT`]'s ids for one item, truncated to `max_len` as it describes.
+    pub fn encode(&self, prompt: &[Message], response: &str, max_len: usize) -> Result<Encoded, RewardError> {
+        let (text, start) = render_item(prompt, response);
+        let encoding = self
+            .inner
+            .encode(text.as_str(), true)
+            .map_err(|e| RewardError::Tokenize { path: self.path.clone(), message: e.to_string() })?;
+        let ids = encoding.get_ids();
+        let n = ids.len();
+        if n <= max_len {
+            return Ok(Encoded { ids: ids.to_vec(), type_ids: vec![0; n], truncated: false });
+        }
+        let special = encoding.get_special_tokens_mask();
+        let lead = special.iter().take_while(|&&m| m == 1).count();
+        let trail = special[lead..].iter().rev().take_while(|&&m| m == 1).count();
+        let body_end = n - trail;
+        let split = (lead..body_end).find(|&i| encoding.get_offsets()[i].0 >= start).unwrap_or(body_end);
+        let budget = max_len.saturating_sub(lead + trail).max(2);
+        let (keep_a, keep_b) = split_budget(split - lead, body_end - split, budget);
+        let mut out = Vec::with_capacity(lead + keep_a + keep_b + trail);
+        out.extend_from_slice(&ids[..lead]);
+        out.extend_from_slice(&ids[split - keep_a..split]);
+        out.extend_from_slice(&ids[split..split + keep_b]);
+        out.extend_from_slice(&ids[body_end..]);
+        let len = out.len();
+        Ok(Encoded { ids: out, type_ids: vec![0; len], truncated: true })
+    }
+}
+
 /// How many tokens of A (conversation, kept from its end) and B (response, kept from its
 /// start) fit in `budget`: everything when it fits; otherwise A keeps
 /// `max(budget − |B|, min(|A|, budget / 3))` and B the rest.
@@ -153,6 +244,34 @@ mod tests {
         assert_eq!(split_budget(10, 500, 99), (10, 89));
         // Short response: it stays whole, the conversation gets the rest.
         assert_eq!(split_budget(500, 20, 99), (79, 20));
+    }
+
+    #[test]
+    fn decoder_items_end_with_the_response_and_truncate_around_it() {
+        let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2/tokenizer.json");
+        if !minilm.exists() {
+            eprintln!("skipped: {} is missing (scripts/setup.sh downloads it)", minilm.display());
+            return;
+        }
+        let tok = DecoderTokenizer::load(&minilm).unwrap();
+        let prompt = [Message::user("one two three four five six seven eight")];
+        let (text, start) = render_item(&prompt, "alpha beta gamma delta");
+        assert_eq!(&text[start..], "alpha beta gamma delta");
+        assert_eq!(text, "User: one two three four five six seven eight\nAssistant: alpha beta gamma delta");
+        let whole = tok.encode(&prompt, "alpha beta gamma delta", 64).unwrap();
+        assert!(!whole.truncated);
+        // [CLS] user : one … eight assistant : alpha beta gamma delta [SEP]
+        let id = |w: &str| tok.token_id(w).unwrap();
+        assert_eq!(whole.ids.first(), Some(&id("[CLS]")));
+        assert_eq!(whole.ids.last(), Some(&id("[SEP]")));
+        let cut = tok.encode(&prompt, "alpha beta gamma delta", 9).unwrap();
+        assert!(cut.truncated);
+        assert_eq!(cut.ids.len(), 9);
+        // Specials stay; of the 7 other places the conversation keeps its last 3 (7 − 4, more
+        // than a third) and the response all 4.
+        let expected: Vec<u32> =
+            ["[CLS]", "eight", "assistant", ":", "alpha", "beta", "gamma", "delta", "[SEP]"].map(id).to_vec();
+        assert_eq!(cut.ids, expected);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   builds on.
 //! - [`RewardModel`]: the encoder plus HF's `BertForSequenceClassification` head with one
 //!   output (pooler `tanh(dense([CLS]))`, then `classifier`), scoring (conversation,
-//!   response) items laid out as [`layout`] describes. [`RewardModel::save`] writes a folder
+//!   response) items laid out as [`layout`] describes. Or, as the backbone, a Llama/Qwen2
+//!   decoder ([`decoder`]) with last-token pooling and a `score` head, as HF's
+//!   `LlamaForSequenceClassification` / `Qwen2ForSequenceClassification`. [`RewardModel::save`] writes a folder
 //!   that HF transformers' `AutoModelForSequenceClassification.from_pretrained` loads and
 //!   scores identically (a test checks this within 1e-4).
 //! - [`train`]: Bradley–Terry training with our own AdamW ([`optim`]), warm-up and decay,
@@ -31,6 +33,7 @@
 pub mod bert;
 pub mod cli;
 pub mod data;
+pub mod decoder;
 pub mod layout;
 pub mod model;
 pub mod ops;
@@ -209,21 +212,34 @@ impl Encoder {
         encoded: &[layout::Encoded],
         head: impl Fn(&candle_core::Tensor, &Batch) -> candle_core::Result<Vec<R>>,
     ) -> Result<Vec<R>, RewardError> {
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| encoded[i].ids.len());
-        let mut out: Vec<Option<R>> = vec![None; encoded.len()];
-        for chunk in order.chunks(INFERENCE_BATCH) {
-            let rows: Vec<(&[u32], &[u32])> =
-                chunk.iter().map(|&i| (encoded[i].ids.as_slice(), encoded[i].type_ids.as_slice())).collect();
-            let batch = Batch::new(&rows, self.tokenizer.pad_id(), &self.device).ctx("building a batch")?;
-            let hidden = self.bert.forward(&batch).ctx("encoder forward pass")?;
-            let values = head(&hidden, &batch).ctx("encoder head")?;
-            for (&i, v) in chunk.iter().zip(values) {
-                out[i] = Some(v);
-            }
-        }
-        Ok(out.into_iter().map(|v| v.expect("every item is in one chunk")).collect())
+        run_sorted(encoded, self.tokenizer.pad_id(), &self.device, |batch| {
+            let hidden = self.bert.forward(batch)?;
+            head(&hidden, batch)
+        })
     }
+}
+
+/// Runs `forward` over `encoded` in length-sorted batches of [`INFERENCE_BATCH`] (padded with
+/// `pad_id` on the right); `forward` gives one row per item, and rows come back in input order.
+pub(crate) fn run_sorted<R: Clone>(
+    encoded: &[layout::Encoded],
+    pad_id: u32,
+    device: &Device,
+    forward: impl Fn(&Batch) -> candle_core::Result<Vec<R>>,
+) -> Result<Vec<R>, RewardError> {
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    order.sort_by_key(|&i| encoded[i].ids.len());
+    let mut out: Vec<Option<R>> = vec![None; encoded.len()];
+    for chunk in order.chunks(INFERENCE_BATCH) {
+        let rows: Vec<(&[u32], &[u32])> =
+            chunk.iter().map(|&i| (encoded[i].ids.as_slice(), encoded[i].type_ids.as_slice())).collect();
+        let batch = Batch::new(&rows, pad_id, device).ctx("building a batch")?;
+        let values = forward(&batch).ctx("forward pass")?;
+        for (&i, v) in chunk.iter().zip(values) {
+            out[i] = Some(v);
+        }
+    }
+    Ok(out.into_iter().map(|v| v.expect("every item is in one chunk")).collect())
 }
 
 /// Writes a BERT with random weights (HF's initialisation, from `seed`) to `dir`:
@@ -236,20 +252,58 @@ pub fn create_random_backbone(
     seed: u64,
 ) -> Result<(), RewardError> {
     config.validate().map_err(RewardError::Invalid)?;
-    std::fs::create_dir_all(dir).map_err(|e| RewardError::io(dir, e))?;
-    let mut rng = rng::SplitMix64::new(seed);
-    let mut tensors = std::collections::HashMap::new();
-    for (name, shape) in config.parameter_shapes() {
-        let t = bert::init_tensor(&name, &shape, config.initializer_range, &mut rng, &Device::Cpu).ctx(&name)?;
-        tensors.insert(name, t);
-    }
-    let weights = dir.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &weights).ctx(weights.display())?;
     let mut json = serde_json::to_value(config).expect("config serialises");
     json["model_type"] = serde_json::json!("bert");
     json["architectures"] = serde_json::json!(["BertModel"]);
+    let init = |name: &str, shape: &[usize], rng: &mut rng::SplitMix64| {
+        bert::init_tensor(name, shape, config.initializer_range, rng, &Device::Cpu)
+    };
+    write_random_checkpoint(dir, &config.parameter_shapes(), init, &json, tokenizer_json, seed)
+}
+
+/// Writes a Llama/Qwen2 decoder with random weights (HF's initialisation, from `seed`) to
+/// `dir`, named as a `…ForCausalLM` checkpoint (`model.…`, no `lm_head`): `config.json`,
+/// `model.safetensors` and a copy of `tokenizer_json`. Tests use tiny ones.
+pub fn create_random_decoder(
+    dir: &Path,
+    config: &decoder::DecoderConfig,
+    tokenizer_json: &Path,
+    seed: u64,
+) -> Result<(), RewardError> {
+    config.validate().map_err(RewardError::Invalid)?;
+    let mut json = serde_json::to_value(config).expect("config serialises");
+    // Unset options are left out, as HF writes them (transformers reads a null head_dim as a value).
+    if let Some(obj) = json.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
+    }
+    let architecture = if config.model_type == "qwen2" { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" };
+    json["architectures"] = serde_json::json!([architecture]);
+    let init = |name: &str, shape: &[usize], rng: &mut rng::SplitMix64| {
+        decoder::init_tensor(name, shape, config.initializer_range, rng, &Device::Cpu)
+    };
+    write_random_checkpoint(dir, &config.parameter_shapes(), init, &json, tokenizer_json, seed)
+}
+
+/// `model.safetensors` with every parameter drawn by `init` in order from one seeded
+/// generator, `config.json` and a copy of `tokenizer_json`, into `dir`.
+fn write_random_checkpoint(
+    dir: &Path,
+    shapes: &[(String, Vec<usize>)],
+    init: impl Fn(&str, &[usize], &mut rng::SplitMix64) -> candle_core::Result<candle_core::Tensor>,
+    config_json: &serde_json::Value,
+    tokenizer_json: &Path,
+    seed: u64,
+) -> Result<(), RewardError> {
+    std::fs::create_dir_all(dir).map_err(|e| RewardError::io(dir, e))?;
+    let mut rng = rng::SplitMix64::new(seed);
+    let mut tensors = std::collections::HashMap::new();
+    for (name, shape) in shapes {
+        tensors.insert(name.clone(), init(name, shape, &mut rng).ctx(name)?);
+    }
+    let weights = dir.join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &weights).ctx(weights.display())?;
     let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("JSON serialises"))
+    std::fs::write(&path, serde_json::to_vec_pretty(config_json).expect("JSON serialises"))
         .map_err(|e| RewardError::io(&path, e))?;
     let target = dir.join("tokenizer.json");
     std::fs::copy(tokenizer_json, &target).map_err(|e| RewardError::io(&target, e))?;

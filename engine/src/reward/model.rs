@@ -1,21 +1,32 @@
-//! [`RewardModel`]: HF's `BertForSequenceClassification` with one output, and its export.
+//! [`RewardModel`]: a backbone with a one-output head, as HF's `…ForSequenceClassification`,
+//! and its export. Two kinds of backbone, told apart by `model_type` in config.json:
 //!
 //! ```text
-//! reward = classifier( tanh( pooler.dense( hidden[:, 0] ) ) )      classifier: Linear(H → 1)
+//! BERT (default, all-MiniLM-L6-v2):
+//!   reward = classifier( tanh( pooler.dense( hidden[:, 0] ) ) )    classifier: Linear(H → 1)
+//! Llama / Qwen2 decoder (see decoder):
+//!   reward = score( hidden[:, last token that is not the pad id] ) score: Linear(H → 1), no bias
 //! ```
+//!
+//! A decoder backbone is the larger-model path: a GPU is what makes it practical, but it
+//! runs (slowly) on the CPU too. Its checkpoint must be safetensors (`model.safetensors`, or
+//! shards listed in `model.safetensors.index.json`) with config.json and tokenizer.json, as
+//! the Hub ships Llama and Qwen2 models; a GGUF-only model converts with transformers
+//! (`AutoModelForCausalLM.from_pretrained(dir, gguf_file=F).save_pretrained(out)`).
 //!
 //! An export folder (what [`RewardModel::save`] writes and [`RewardModel::load`] reads):
 //!
 //! | file | what |
 //! |---|---|
-//! | `config.json` | the backbone's BERT config with `architectures: ["BertForSequenceClassification"]`, one label, `problem_type: "regression"` |
-//! | `model.safetensors` | HF key names: `bert.embeddings.…`, `bert.encoder.layer.N.…`, `bert.pooler.dense.…`, `classifier.weight` (1 × H), `classifier.bias` (1) |
+//! | `config.json` | the backbone's config with `architectures: ["BertForSequenceClassification"]` (or `LlamaForSequenceClassification`, `Qwen2ForSequenceClassification` with the `pad_token_id` pooling uses), one label, `problem_type: "regression"` |
+//! | `model.safetensors` | HF key names: `bert.embeddings.…`, `bert.encoder.layer.N.…`, `bert.pooler.dense.…`, `classifier.weight` (1 × H), `classifier.bias` (1); for a decoder `model.…` and `score.weight` (1 × H) |
 //! | `tokenizer.json` | the backbone's, with its hard-coded truncation and padding removed |
-//! | `tokenizer_config.json`, `vocab.txt`, `special_tokens_map.json` | copied (`model_max_length` set to `max_len`) |
-//! | `reward_model.json` | ours: the text [`layout`](super::layout), `max_len`, the head's seed, training summary |
+//! | `tokenizer_config.json`, `vocab.txt`, `special_tokens_map.json`, `vocab.json`, `merges.txt` | copied when present (`model_max_length` set to `max_len`) |
+//! | `reward_model.json` | ours: the text [`layout`](super::layout) (`bert-pair-v1` or `decoder-text-v1`), `max_len`, the head's seed, training summary |
 //!
 //! `AutoModelForSequenceClassification.from_pretrained(folder)` loads it and gives the same
-//! rewards as [`RewardModel::score`] (checked by `tests/reward.rs` within 1e-4).
+//! rewards as [`RewardModel::score`] (checked by `tests/reward.rs` within 1e-4, for BERT and
+//! for tiny Llama and Qwen2 models).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,7 +35,8 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::bert::{self, Batch, BertConfig, Params};
-use super::layout::{self, Tokenizer};
+use super::decoder::{self, Decoder, DecoderConfig};
+use super::layout::{self, DecoderTokenizer, Tokenizer};
 use super::rng::SplitMix64;
 use super::{CandleContext, Encoder, RewardError};
 use crate::data::Message;
@@ -48,39 +60,156 @@ pub struct RewardMeta {
 /// The default `max_len`: sentence-transformers' limit for all-MiniLM-L6-v2.
 pub const DEFAULT_MAX_LEN: usize = 256;
 
-/// An encoder with a scalar head; see the [module docs](self).
+/// A backbone with a scalar head; see the [module docs](self).
 pub struct RewardModel {
-    pub(crate) encoder: Encoder,
-    classifier_weight: Tensor,
-    classifier_bias: Tensor,
+    backbone: Backbone,
     /// The full config.json of the backbone (unknown fields kept for the export).
     config_json: serde_json::Value,
     pub meta: RewardMeta,
     source: std::path::PathBuf,
 }
 
+/// What computes the pooled state, and the head over it.
+enum Backbone {
+    /// BERT with HF's pooler and a `classifier` (weight 1 × H, bias 1); its parameters
+    /// (head included) live in the encoder's store.
+    Bert { encoder: Box<Encoder>, classifier_weight: Tensor, classifier_bias: Tensor },
+    /// A Llama/Qwen2 decoder, last-token pooling and a bias-free `score` (1 × H).
+    Decoder(Box<DecoderBackbone>),
+}
+
+struct DecoderBackbone {
+    model: Decoder,
+    params: Params,
+    tokenizer: DecoderTokenizer,
+    score_weight: Tensor,
+    pad_id: u32,
+    device: Device,
+}
+
 impl std::fmt::Debug for RewardModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RewardModel").field("encoder", &self.encoder).field("meta", &self.meta).finish()
+        let kind = match &self.backbone {
+            Backbone::Bert { .. } => "bert".to_string(),
+            Backbone::Decoder(d) => d.model.config().model_type.clone(),
+        };
+        f.debug_struct("RewardModel")
+            .field("backbone", &kind)
+            .field("parameters", &self.params().count())
+            .field("meta", &self.meta)
+            .finish()
     }
 }
 
-const TOKENIZER_FILES: [&str; 3] = ["tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
+/// Tokenizer files copied into an export when the backbone has them.
+const TOKENIZER_FILES: [&str; 5] =
+    ["tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "vocab.json", "merges.txt"];
 
 fn read_json(path: &Path) -> Result<serde_json::Value, RewardError> {
     let text = std::fs::read_to_string(path).map_err(|e| RewardError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })
 }
 
+/// Whether `config.json` describes a decoder this engine runs (`model_type` llama or qwen2),
+/// BERT (`bert`, or no `model_type`), or something it refuses by name.
+fn is_decoder(config_json: &serde_json::Value, path: &Path) -> Result<bool, RewardError> {
+    match config_json.get("model_type").and_then(|v| v.as_str()) {
+        None | Some("bert") => Ok(false),
+        Some(t) if decoder::DECODER_TYPES.contains(&t) => Ok(true),
+        Some(other) => Err(RewardError::Format {
+            path: path.to_path_buf(),
+            message: format!("model_type {other:?} is not a supported backbone (bert, llama, qwen2)"),
+        }),
+    }
+}
+
+/// The id a decoder pads with: `pad_token_id` of config.json, else the tokenizer's padding
+/// setting, else `eos_token_id` (the first, if a list), else 0. Pooling skips trailing
+/// positions with this id, as transformers does, and the export records it.
+fn decoder_pad_id(config_json: &serde_json::Value, tokenizer: &DecoderTokenizer) -> u32 {
+    let number = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| v.as_u64().or_else(|| v.as_array().and_then(|a| a.first()).and_then(|x| x.as_u64())))
+    };
+    number(config_json.get("pad_token_id"))
+        .map(|id| id as u32)
+        .or(tokenizer.padding_id())
+        .or(number(config_json.get("eos_token_id")).map(|id| id as u32))
+        .unwrap_or(0)
+}
+
+/// Every tensor of `model.safetensors`, or of the shards `model.safetensors.index.json` names.
+fn read_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>, RewardError> {
+    let index = dir.join("model.safetensors.index.json");
+    if !index.exists() {
+        let path = dir.join("model.safetensors");
+        return candle_core::safetensors::load(&path, device).ctx(path.display());
+    }
+    let json = read_json(&index)?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| RewardError::Format { path: index.clone(), message: "no weight_map object".into() })?;
+    let mut files: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    let mut out = HashMap::new();
+    for file in files {
+        let path = dir.join(file);
+        out.extend(candle_core::safetensors::load(&path, device).ctx(path.display())?);
+    }
+    Ok(out)
+}
+
+/// A decoder's parameters by HF name from `dir`'s weights, the other tensors by name. The
+/// names may lack the `model.` prefix (a bare `LlamaModel` checkpoint).
+fn load_decoder_params(
+    dir: &Path,
+    config: &DecoderConfig,
+    device: &Device,
+) -> Result<(Params, HashMap<String, Tensor>), RewardError> {
+    let mut tensors = read_weights(dir, device)?;
+    let bare = !tensors.keys().any(|k| k.starts_with("model."));
+    let mut params = Params::new();
+    for (name, shape) in config.parameter_shapes() {
+        let key = if bare { name.trim_start_matches("model.").to_string() } else { name.clone() };
+        let tensor = tensors
+            .remove(&key)
+            .ok_or_else(|| RewardError::MissingTensor { name: format!("{key} in {}", dir.display()) })?;
+        if tensor.dims() != shape.as_slice() {
+            return Err(RewardError::Shape { name, found: tensor.dims().to_vec(), expected: shape });
+        }
+        params.insert(&name, &tensor).ctx(&name)?;
+    }
+    Ok((params, tensors))
+}
+
 impl RewardModel {
-    /// A new reward model over the encoder in `backbone_dir` (e.g. `models/all-minilm-l6-v2`):
-    /// the classifier head (and the pooler, if the checkpoint lacks one) is initialised as HF
-    /// does, N(0, initializer_range²) weights and zero biases, from our seeded generator
-    /// (`seed`), so the same seed gives the same model everywhere.
+    /// A new reward model over the backbone in `backbone_dir`: BERT (e.g.
+    /// `models/all-minilm-l6-v2`) or a Llama/Qwen2 decoder, told apart by `model_type` in its
+    /// config.json. The head (and BERT's pooler, if the checkpoint lacks one) is initialised
+    /// as HF does, N(0, initializer_range²) weights and zero biases, from our seeded
+    /// generator (`seed`), so the same seed gives the same model everywhere.
     pub fn from_backbone(backbone_dir: &Path, device: &Device, seed: u64, max_len: usize) -> Result<Self, RewardError> {
         let config_path = backbone_dir.join("config.json");
-        let config = BertConfig::load(&config_path)?;
         let config_json = read_json(&config_path)?;
+        if is_decoder(&config_json, &config_path)? {
+            let config = DecoderConfig::load(&config_path)?;
+            let (mut params, _rest) = load_decoder_params(backbone_dir, &config, device)?;
+            let mut rng = SplitMix64::new(seed);
+            let shape = [1, config.hidden_size];
+            let t = decoder::init_tensor("score.weight", &shape, config.initializer_range, &mut rng, device)
+                .ctx("score.weight")?;
+            params.insert("score.weight", &t).ctx("score.weight")?;
+            let meta = RewardMeta {
+                layout: layout::DECODER_LAYOUT.to_string(),
+                max_len: max_len.min(config.max_position_embeddings),
+                head_seed: seed,
+                base_model: backbone_dir.display().to_string(),
+                training: serde_json::Value::Null,
+            };
+            return RewardModel::assemble_decoder(config, config_json, params, meta, device, backbone_dir);
+        }
+        let config = BertConfig::load(&config_path)?;
         // The pooler (when missing) draws from seed + 1 so the head's numbers do not depend on it.
         let (mut params, _rest, _initialised) =
             super::load_backbone(backbone_dir, &config, device, seed.wrapping_add(1))?;
@@ -113,7 +242,33 @@ impl RewardModel {
         let classifier_weight = params.tensor("classifier.weight")?;
         let classifier_bias = params.tensor("classifier.bias")?;
         let encoder = Encoder::from_parts(config, params, tokenizer, device)?;
-        Ok(RewardModel { encoder, classifier_weight, classifier_bias, config_json, meta, source: source.to_path_buf() })
+        Ok(RewardModel {
+            backbone: Backbone::Bert { encoder: Box::new(encoder), classifier_weight, classifier_bias },
+            config_json,
+            meta,
+            source: source.to_path_buf(),
+        })
+    }
+
+    fn assemble_decoder(
+        config: DecoderConfig,
+        config_json: serde_json::Value,
+        params: Params,
+        meta: RewardMeta,
+        device: &Device,
+        source: &Path,
+    ) -> Result<Self, RewardError> {
+        let tokenizer = DecoderTokenizer::load(&source.join("tokenizer.json"))?;
+        let pad_id = decoder_pad_id(&config_json, &tokenizer);
+        let score_weight = params.tensor("score.weight")?;
+        let model = Decoder::new(&config, &params)?;
+        let parts = DecoderBackbone { model, params, tokenizer, score_weight, pad_id, device: device.clone() };
+        Ok(RewardModel {
+            backbone: Backbone::Decoder(Box::new(parts)),
+            config_json,
+            meta,
+            source: source.to_path_buf(),
+        })
     }
 
     /// Loads an export folder (see the [module docs](self)) on the CPU.
@@ -123,17 +278,36 @@ impl RewardModel {
 
     pub fn load_on(dir: &Path, device: &Device) -> Result<RewardModel, RewardError> {
         let config_path = dir.join("config.json");
-        let config = BertConfig::load(&config_path)?;
         let config_json = read_json(&config_path)?;
+        let decoder = is_decoder(&config_json, &config_path)?;
         let meta_path = dir.join("reward_model.json");
         let meta: RewardMeta = serde_json::from_value(read_json(&meta_path)?)
             .map_err(|e| RewardError::Format { path: meta_path.clone(), message: e.to_string() })?;
-        if meta.layout != layout::LAYOUT {
+        let expected = if decoder { layout::DECODER_LAYOUT } else { layout::LAYOUT };
+        if meta.layout != expected {
             return Err(RewardError::Format {
                 path: meta_path,
-                message: format!("layout {:?} is not supported (this engine reads {:?})", meta.layout, layout::LAYOUT),
+                message: format!("layout {:?} is not supported for this backbone (expected {expected:?})", meta.layout),
             });
         }
+        if decoder {
+            let config = DecoderConfig::load(&config_path)?;
+            let (mut params, mut rest) = load_decoder_params(dir, &config, device)?;
+            let shape = vec![1, config.hidden_size];
+            let t = rest
+                .remove("score.weight")
+                .ok_or_else(|| RewardError::MissingTensor { name: format!("score.weight in {}", dir.display()) })?;
+            if t.dims() != shape.as_slice() {
+                return Err(RewardError::Shape {
+                    name: "score.weight".into(),
+                    found: t.dims().to_vec(),
+                    expected: shape,
+                });
+            }
+            params.insert("score.weight", &t).ctx("score.weight")?;
+            return RewardModel::assemble_decoder(config, config_json, params, meta, device, dir);
+        }
+        let config = BertConfig::load(&config_path)?;
         let (mut params, mut rest, initialised) = super::load_backbone(dir, &config, device, meta.head_seed)?;
         if !initialised.is_empty() {
             return Err(RewardError::MissingTensor { name: format!("bert.{} in {}", initialised[0], dir.display()) });
@@ -152,12 +326,35 @@ impl RewardModel {
         RewardModel::assemble(config, config_json, params, tokenizer, meta, device, dir)
     }
 
-    pub fn encoder(&self) -> &Encoder {
-        &self.encoder
+    /// Every trainable weight, head included, by HF name.
+    pub fn params(&self) -> &Params {
+        match &self.backbone {
+            Backbone::Bert { encoder, .. } => &encoder.params,
+            Backbone::Decoder(d) => &d.params,
+        }
     }
 
-    pub fn params(&self) -> &Params {
-        &self.encoder.params
+    /// `"bert"`, `"llama"` or `"qwen2"`.
+    pub fn backbone_type(&self) -> &str {
+        match &self.backbone {
+            Backbone::Bert { .. } => "bert",
+            Backbone::Decoder(d) => &d.model.config().model_type,
+        }
+    }
+
+    /// The id batches are padded with.
+    pub fn pad_id(&self) -> u32 {
+        match &self.backbone {
+            Backbone::Bert { encoder, .. } => encoder.tokenizer.pad_id(),
+            Backbone::Decoder(d) => d.pad_id,
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        match &self.backbone {
+            Backbone::Bert { encoder, .. } => &encoder.device,
+            Backbone::Decoder(d) => &d.device,
+        }
     }
 
     pub fn max_len(&self) -> usize {
@@ -166,18 +363,29 @@ impl RewardModel {
 
     /// The layout's token ids for one item.
     pub fn encode(&self, prompt: &[Message], response: &str) -> Result<layout::Encoded, RewardError> {
-        self.encoder.tokenizer.encode_pair(&layout::render_conversation(prompt), response, self.meta.max_len)
+        match &self.backbone {
+            Backbone::Bert { encoder, .. } => {
+                encoder.tokenizer.encode_pair(&layout::render_conversation(prompt), response, self.meta.max_len)
+            }
+            Backbone::Decoder(d) => d.tokenizer.encode(prompt, response, self.meta.max_len),
+        }
     }
 
     /// Rewards of a padded batch, shape (B,): differentiable, for training.
     pub fn rewards(&self, batch: &Batch) -> candle_core::Result<Tensor> {
-        let hidden = self.encoder.bert.forward(batch)?;
-        self.head(&hidden)
-    }
-
-    fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        let pooled = self.encoder.bert.pool(hidden)?;
-        pooled.matmul(&self.classifier_weight.t()?)?.broadcast_add(&self.classifier_bias)?.squeeze(1)
+        match &self.backbone {
+            Backbone::Bert { encoder, classifier_weight, classifier_bias } => {
+                let hidden = encoder.bert.forward(batch)?;
+                let pooled = encoder.bert.pool(&hidden)?;
+                pooled.matmul(&classifier_weight.t()?)?.broadcast_add(classifier_bias)?.squeeze(1)
+            }
+            Backbone::Decoder(d) => {
+                let hidden = d.model.forward(&batch.input_ids)?;
+                let positions = decoder::last_token_positions(&batch.input_ids, d.pad_id)?;
+                let pooled = decoder::gather_rows(&hidden, &positions)?;
+                pooled.matmul(&d.score_weight.t()?)?.squeeze(1)
+            }
+        }
     }
 
     /// One reward per (conversation, response) item, in order; batched internally.
@@ -188,7 +396,7 @@ impl RewardModel {
 
     /// Rewards of items already laid out (see [`RewardModel::encode`]).
     pub fn score_encoded(&self, encoded: &[layout::Encoded]) -> Result<Vec<f32>, RewardError> {
-        self.encoder.run_sorted(encoded, |hidden, _batch| self.head(hidden)?.to_vec1::<f32>())
+        super::run_sorted(encoded, self.pad_id(), self.device(), |batch| self.rewards(batch)?.to_vec1::<f32>())
     }
 
     /// Writes the export folder described in the [module docs](self). Every file is
@@ -197,17 +405,28 @@ impl RewardModel {
         std::fs::create_dir_all(dir).map_err(|e| RewardError::io(dir, e))?;
         let mut config = self.config_json.clone();
         if let Some(obj) = config.as_object_mut() {
-            obj.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+            let architecture = match self.backbone_type() {
+                "llama" => "LlamaForSequenceClassification",
+                "qwen2" => "Qwen2ForSequenceClassification",
+                _ => "BertForSequenceClassification",
+            };
+            obj.insert("architectures".into(), serde_json::json!([architecture]));
             obj.insert("id2label".into(), serde_json::json!({"0": "LABEL_0"}));
             obj.insert("label2id".into(), serde_json::json!({"LABEL_0": 0}));
             obj.insert("problem_type".into(), serde_json::json!("regression"));
             obj.remove("_name_or_path");
+            if let Backbone::Decoder(d) = &self.backbone {
+                // transformers pools the last token that is not pad_token_id, as we do.
+                obj.insert("pad_token_id".into(), serde_json::json!(d.pad_id));
+                obj.insert("torch_dtype".into(), serde_json::json!("float32"));
+            }
         }
         write_atomic(&dir.join("config.json"), &pretty(&config))?;
 
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        for (name, var) in self.encoder.params.iter() {
-            let key = if name.starts_with("classifier.") { name.clone() } else { format!("bert.{name}") };
+        let bert = matches!(self.backbone, Backbone::Bert { .. });
+        for (name, var) in self.params().iter() {
+            let key = if !bert || name.starts_with("classifier.") { name.clone() } else { format!("bert.{name}") };
             tensors.insert(key, var.as_tensor().to_device(&Device::Cpu).ctx(name)?);
         }
         let weights = dir.join("model.safetensors");
@@ -274,5 +493,6 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<RewardModel>();
         check::<Encoder>();
+        check::<Decoder>();
     }
 }

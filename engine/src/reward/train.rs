@@ -524,7 +524,7 @@ fn micro_step(
         .collect();
     let longest = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
     let real_tokens = rows.iter().map(|(ids, _)| ids.len()).sum();
-    let batch = Batch::new(&rows, rm.encoder().tokenizer().pad_id(), rm.encoder().device()).ctx("building a batch")?;
+    let batch = Batch::new(&rows, rm.pad_id(), rm.device()).ctx("building a batch")?;
     let r = rm.rewards(&batch).ctx("forward pass")?;
     let losses = pair_losses(&r, chunk, opts.use_margin, opts.center_coef).ctx("loss")?;
     let total = (losses.sum_all().ctx("loss")? / step_pairs as f64).ctx("loss")?;
