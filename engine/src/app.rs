@@ -570,7 +570,7 @@ pub struct PairwiseArgs {
 /// `engine pairwise`: asks the judge to compare the two responses of each pair under the
 /// rules the strategy selects from the pointwise scores (see [`crate::pairwise`]), writing
 /// one record per pair. Resumes: pairs already in the output (rated by the same judge) are
-/// kept, a torn last line is dropped.
+/// kept, a torn last line is dropped (see [`crate::jsonl`]).
 pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<PairwiseRecord>), AppError> {
     let mut job = Job::load(config)?;
     crate::market::apply_lock(&mut job)?;
@@ -598,37 +598,13 @@ pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<Pair
     )?;
 
     let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("pairwise.jsonl"));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AppError::Io { path: path.clone(), source }
-    };
-    // Keep what an earlier run finished with this judge, as written (numbers do not always
-    // survive a parse and print bit for bit); rewrite the file without the rest.
-    let mut done: BTreeMap<String, (PairwiseRecord, String)> = BTreeMap::new();
-    if let Ok(text) = std::fs::read_to_string(&out) {
-        for line in text.lines() {
-            if let Ok(record) = serde_json::from_str::<PairwiseRecord>(line)
-                && record.judge == judge.id()
-            {
-                done.insert(record.pair.clone(), (record, line.to_string()));
-            }
-        }
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let mut kept = String::new();
-    for (_, line) in done.values() {
-        kept.push_str(line);
-        kept.push('\n');
-    }
-    let tmp = out.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &out).map_err(io(&out))?;
-    let mut file = std::fs::OpenOptions::new().append(true).open(&out).map_err(io(&out))?;
+    // Keep what an earlier run finished with this judge; rewrite the file without the rest.
+    let mut done =
+        crate::jsonl::resume(&out, |record: &PairwiseRecord| (record.judge == judge.id()).then(|| record.pair.clone()))
+            .map_err(jsonl_error)?;
 
     let todo: Vec<(&data::Pair, &AuditRecord)> =
-        pairs.iter().zip(&audits).filter(|(p, _)| !done.contains_key(&p.id)).collect();
+        pairs.iter().zip(&audits).filter(|(p, _)| !done.kept.contains_key(&p.id)).collect();
     let bar =
         if args.progress { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
@@ -651,13 +627,16 @@ pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<Pair
         let mut record = crate::pairwise::rate(judge.as_ref(), pair, &rules);
         record.pointwise = audit.label.winner();
         let line = serde_json::to_string(&record).expect("pairwise records serialise");
-        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).map_err(io(&out))?;
-        done.insert(record.pair.clone(), (record, line));
+        done.append(record.pair.clone(), record, line).map_err(jsonl_error)?;
         bar.inc(1);
         log.tick("pairwise", i as u64 + 1, todo.len() as u64);
     }
     bar.finish_and_clear();
     // In the pairs file's order.
-    let records = pairs.iter().filter_map(|p| done.remove(&p.id).map(|(record, _)| record)).collect();
+    let records = pairs.iter().filter_map(|p| done.kept.remove(&p.id).map(|(record, _)| record)).collect();
     Ok((out, records))
+}
+
+fn jsonl_error(e: crate::jsonl::JsonlError) -> AppError {
+    AppError::Io { path: e.path, source: e.source }
 }
