@@ -242,3 +242,26 @@ fn a_packs_judge_questions_about_a_sample_are_batched_without_changing_a_verdict
         }
     }
 }
+
+/// A pack granted the judge whose dry runs note no question on 8 samples in a row stops
+/// getting them: the next sample's questions go to the judge one by one, with the same
+/// verdicts. Those questions bring the dry runs (and the batches) back for later samples.
+#[test]
+fn dry_runs_stop_for_a_pack_that_asks_nothing_and_resume_when_it_asks() {
+    let hostile = PluginSpec { grants: Grants { judge: true }, ..spec(hostile_pack()) };
+    let (plain, batching) = (NotingJudge::new(false), NotingJudge::new(true));
+    let one_by_one = Runtime::new(limits(), None, Some(plain.clone())).unwrap().load(&hostile).unwrap();
+    let together = Runtime::new(limits(), None, Some(batching.clone())).unwrap().load(&hostile).unwrap();
+    for n in 0..8 {
+        let s = sample(&format!("response {n}"));
+        assert_eq!(together.evaluate_many(&["ok-rule"], &s), one_by_one.evaluate_many(&["ok-rule"], &s));
+    }
+    let rules = ["asks-judge", "asks-adaptively"];
+    let s = sample("Sure, here is how.");
+    assert_eq!(together.evaluate_many(&rules, &s), one_by_one.evaluate_many(&rules, &s));
+    assert!(batching.asked_together.lock().unwrap().is_empty(), "no dry run, so no batch");
+    assert_eq!(batching.asked_one_by_one.lock().unwrap().len(), 3, "every question asked on its own");
+    let s = sample("No.");
+    assert_eq!(together.evaluate_many(&rules, &s), one_by_one.evaluate_many(&rules, &s));
+    assert_eq!(batching.asked_together.lock().unwrap().len(), 1, "dry runs again: one batch");
+}

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::config::{ConfigError, Job};
@@ -315,30 +315,67 @@ fn read_pairs_for(job: &Job, pairs: Option<&Path>) -> Result<Vec<data::Pair>, Ap
     Ok(data::read_pairs(&input, &ReadOptions { format: job.format, skip_invalid: false })?.pairs)
 }
 
+/// The Rule Adapter's predicted rules per pair id (see [`crate::adapter::predictions_for`]).
+type Predictions = HashMap<String, Vec<String>>;
+
+/// What `engine label` and `engine pairwise` both start from: the pairs and, per pair, the
+/// rules the strategy selects from the pointwise scores and the label those rules give.
+struct Selection {
+    /// The scores file the selection read.
+    scores: PathBuf,
+    pairs: Vec<data::Pair>,
+    /// One per pair, in the pairs' order.
+    audits: Vec<AuditRecord>,
+}
+
+/// Reads the pairs (`pairs`, else job.input) and the scores (`scores`, else
+/// `<job.output>/scores.jsonl`), calibrates the scores, and labels every pair under
+/// `strategy`. `predictions` gives the Rule Adapter's predictions for the pairs when the
+/// strategy needs them; it is called after the scores are read.
+fn select_and_label(
+    job: &Job,
+    scores: Option<&Path>,
+    pairs: Option<&Path>,
+    strategy: &Strategy,
+    tie_policy: TiePolicy,
+    calibration: Calibration,
+    predictions: impl FnOnce(&[data::Pair]) -> Result<Option<Predictions>, AppError>,
+) -> Result<Selection, AppError> {
+    let scores = scores.map(Path::to_path_buf).unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
+    let pairs = read_pairs_for(job, pairs)?;
+    let table = ScoreTable::from_records(&score::read_strict(&scores)?)?.calibrated(calibration);
+    let labeler =
+        Labeler::new(tie_policy, crate::label::DEFAULT_EPSILON).map_err(|e| AppError::Usage(e.to_string()))?;
+    let predictions = predictions(&pairs)?;
+    let audits = labeling::label_pairs(&pairs, &table, strategy, &labeler, &pack_hashes(job), predictions.as_ref())?;
+    Ok(Selection { scores, pairs, audits })
+}
+
 /// `engine label`: selects rules per pair, labels it, writes one audit record per pair.
 pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
     let job = Job::load(config)?;
-    let scores_path = args.scores.clone().unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
-    let pairs = read_pairs_for(&job, args.pairs.as_deref())?;
-    let calibration = args.calibrate.unwrap_or(job.calibration);
-    let table = ScoreTable::from_records(&score::read_strict(&scores_path)?)?.calibrated(calibration);
     let strategy = args.strategy.clone().unwrap_or(job.strategy.clone());
-    let labeler = Labeler::new(args.tie_policy.unwrap_or(job.tie_policy), crate::label::DEFAULT_EPSILON)
-        .map_err(|e| AppError::Usage(e.to_string()))?;
-    let predictions = match (&strategy, &job.adapter) {
-        (s, Some(dir)) if s.needs_predictions() => {
-            Some(crate::adapter::predictions_for(dir, &job.run.train.encoder, &pairs)?)
-        }
-        (s, None) if s.needs_predictions() => {
-            return Err(AppError::Usage(format!(
+    let predictions = |pairs: &[data::Pair]| -> Result<Option<Predictions>, AppError> {
+        match (&strategy, &job.adapter) {
+            (s, Some(dir)) if s.needs_predictions() => {
+                Ok(Some(crate::adapter::predictions_for(dir, &job.run.train.encoder, pairs)?))
+            }
+            (s, None) if s.needs_predictions() => Err(AppError::Usage(format!(
                 "the adapter strategy needs [selection] adapter = \"<folder>\" in {}",
                 job.config_path.display()
-            )));
+            ))),
+            _ => Ok(None),
         }
-        _ => None,
     };
-    let mut records =
-        labeling::label_pairs(&pairs, &table, &strategy, &labeler, &pack_hashes(&job), predictions.as_ref())?;
+    let Selection { scores: scores_path, audits: mut records, .. } = select_and_label(
+        &job,
+        args.scores.as_deref(),
+        args.pairs.as_deref(),
+        &strategy,
+        args.tie_policy.unwrap_or(job.tie_policy),
+        args.calibrate.unwrap_or(job.calibration),
+        predictions,
+    )?;
     attach_judge(&mut records, &scores_path)?;
     let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("labeled.jsonl"));
     let mut text = String::new();
@@ -533,7 +570,7 @@ pub struct PairwiseArgs {
 /// `engine pairwise`: asks the judge to compare the two responses of each pair under the
 /// rules the strategy selects from the pointwise scores (see [`crate::pairwise`]), writing
 /// one record per pair. Resumes: pairs already in the output (rated by the same judge) are
-/// kept, a torn last line is dropped.
+/// kept, a torn last line is dropped (see [`crate::jsonl`]).
 pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<PairwiseRecord>), AppError> {
     let mut job = Job::load(config)?;
     crate::market::apply_lock(&mut job)?;
@@ -550,46 +587,24 @@ pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<Pair
     }
     let judge = load_judge(&job)?;
 
-    let scores_path = args.scores.clone().unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
-    let pairs = read_pairs_for(&job, args.pairs.as_deref())?;
-    let table = ScoreTable::from_records(&score::read_strict(&scores_path)?)?
-        .calibrated(args.calibrate.unwrap_or(job.calibration));
-    let labeler =
-        Labeler::new(job.tie_policy, crate::label::DEFAULT_EPSILON).map_err(|e| AppError::Usage(e.to_string()))?;
-    let audits = labeling::label_pairs(&pairs, &table, &strategy, &labeler, &pack_hashes(&job), None)?;
+    let Selection { pairs, audits, .. } = select_and_label(
+        &job,
+        args.scores.as_deref(),
+        args.pairs.as_deref(),
+        &strategy,
+        job.tie_policy,
+        args.calibrate.unwrap_or(job.calibration),
+        |_| Ok(None),
+    )?;
 
     let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("pairwise.jsonl"));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AppError::Io { path: path.clone(), source }
-    };
-    // Keep what an earlier run finished with this judge, as written (numbers do not always
-    // survive a parse and print bit for bit); rewrite the file without the rest.
-    let mut done: BTreeMap<String, (PairwiseRecord, String)> = BTreeMap::new();
-    if let Ok(text) = std::fs::read_to_string(&out) {
-        for line in text.lines() {
-            if let Ok(record) = serde_json::from_str::<PairwiseRecord>(line)
-                && record.judge == judge.id()
-            {
-                done.insert(record.pair.clone(), (record, line.to_string()));
-            }
-        }
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let mut kept = String::new();
-    for (_, line) in done.values() {
-        kept.push_str(line);
-        kept.push('\n');
-    }
-    let tmp = out.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &out).map_err(io(&out))?;
-    let mut file = std::fs::OpenOptions::new().append(true).open(&out).map_err(io(&out))?;
+    // Keep what an earlier run finished with this judge; rewrite the file without the rest.
+    let mut done =
+        crate::jsonl::resume(&out, |record: &PairwiseRecord| (record.judge == judge.id()).then(|| record.pair.clone()))
+            .map_err(jsonl_error)?;
 
     let todo: Vec<(&data::Pair, &AuditRecord)> =
-        pairs.iter().zip(&audits).filter(|(p, _)| !done.contains_key(&p.id)).collect();
+        pairs.iter().zip(&audits).filter(|(p, _)| !done.kept.contains_key(&p.id)).collect();
     let bar =
         if args.progress { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
@@ -612,13 +627,16 @@ pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<Pair
         let mut record = crate::pairwise::rate(judge.as_ref(), pair, &rules);
         record.pointwise = audit.label.winner();
         let line = serde_json::to_string(&record).expect("pairwise records serialise");
-        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).map_err(io(&out))?;
-        done.insert(record.pair.clone(), (record, line));
+        done.append(record.pair.clone(), record, line).map_err(jsonl_error)?;
         bar.inc(1);
         log.tick("pairwise", i as u64 + 1, todo.len() as u64);
     }
     bar.finish_and_clear();
     // In the pairs file's order.
-    let records = pairs.iter().filter_map(|p| done.remove(&p.id).map(|(record, _)| record)).collect();
+    let records = pairs.iter().filter_map(|p| done.kept.remove(&p.id).map(|(record, _)| record)).collect();
     Ok((out, records))
+}
+
+fn jsonl_error(e: crate::jsonl::JsonlError) -> AppError {
+    AppError::Io { path: e.path, source: e.source }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod jsonl;
 pub mod judge;
 pub mod label;
 pub mod labeling;

@@ -103,28 +103,14 @@ Output (job.output, e.g. runs/demo/):
     /// rules decide which response is chosen. Ties and pairs no rule can judge follow the
     /// tie policy; B never wins by default.
     Label {
-        #[arg(long, short, default_value = "rules.toml")]
-        config: PathBuf,
-        /// Scores from `engine score` (default: <job.output>/scores.jsonl).
-        #[arg(long)]
-        scores: Option<PathBuf>,
-        /// The pairs file that was scored (default: job.input).
-        #[arg(long)]
-        pairs: Option<PathBuf>,
+        #[command(flatten)]
+        selection: SelectionArgs,
         /// Output (default: <job.output>/labeled.jsonl).
         #[arg(long, short)]
         out: Option<PathBuf>,
-        /// NAME[:key=value,...]: max-discrepancy[:k=5,lambda=0.5] | all | random-k[:k=5,seed=0]
-        /// | relevance-only[:k=5] | entropy-weighted[:k=5] (default: [selection] in rules.toml).
-        #[arg(long)]
-        strategy: Option<Strategy>,
         /// drop | half | fallback-all (default: [selection] in rules.toml, else drop).
         #[arg(long)]
         tie_policy: Option<TiePolicy>,
-        /// none | rank: calibrate scores before selection (default: [selection] calibrate
-        /// in rules.toml, else none). See `engine eval-labels --calibrate`.
-        #[arg(long)]
-        calibrate: Option<Calibration>,
     },
     /// Explain in plain words why a pair got its label.
     Explain {
@@ -176,23 +162,11 @@ Output (job.output, e.g. runs/demo/):
     /// resumes) and, when the pairs have gold labels, prints the agreement of pairwise and
     /// pointwise labels of the same rules with gold. Costs 2·k judge questions per pair.
     Pairwise {
-        #[arg(long, short, default_value = "rules.toml")]
-        config: PathBuf,
-        /// Pointwise scores from `engine score` (default: <job.output>/scores.jsonl).
-        #[arg(long)]
-        scores: Option<PathBuf>,
-        /// The pairs file that was scored (default: job.input).
-        #[arg(long)]
-        pairs: Option<PathBuf>,
+        #[command(flatten)]
+        selection: SelectionArgs,
         /// Output (default: <job.output>/pairwise.jsonl).
         #[arg(long, short)]
         out: Option<PathBuf>,
-        /// Which rules to ask per pair, as in `engine label` (default: [selection]).
-        #[arg(long)]
-        strategy: Option<Strategy>,
-        /// none | rank: calibration of the pointwise scores the selection uses.
-        #[arg(long)]
-        calibrate: Option<Calibration>,
         /// Also write the summary as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -253,6 +227,29 @@ Output (job.output, e.g. runs/demo/):
         #[arg(long, default_value_t = 1)]
         parallel: usize,
     },
+}
+
+/// The flags `engine label` and `engine pairwise` share: which scores of which pairs, and
+/// how the rules of each pair are selected from them.
+#[derive(clap::Args)]
+struct SelectionArgs {
+    #[arg(long, short, default_value = "rules.toml")]
+    config: PathBuf,
+    /// Pointwise scores from `engine score` (default: <job.output>/scores.jsonl).
+    #[arg(long)]
+    scores: Option<PathBuf>,
+    /// The pairs file that was scored (default: job.input).
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Which rules to use per pair, NAME[:key=value,...]: max-discrepancy[:k=5,lambda=0.5] | all
+    /// | random-k[:k=5,seed=0] | relevance-only[:k=5] | entropy-weighted[:k=5] (default:
+    /// [selection] in rules.toml).
+    #[arg(long)]
+    strategy: Option<Strategy>,
+    /// none | rank: calibrate scores before selection (default: [selection] calibrate
+    /// in rules.toml, else none). See `engine eval-labels --calibrate`.
+    #[arg(long)]
+    calibrate: Option<Calibration>,
 }
 
 #[derive(Subcommand)]
@@ -385,7 +382,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("merged {} files into {} ({n} records)", inputs.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Label { config, scores, pairs, out, strategy, tie_policy, calibrate } => {
+        Command::Label { selection, out, tie_policy } => {
+            let SelectionArgs { config, scores, pairs, strategy, calibrate } = selection;
             let report = app::label(&config, &app::LabelArgs { scores, pairs, out, strategy, tie_policy, calibrate })?;
             let count =
                 |f: &dyn Fn(&engine::label::Label) -> bool| report.records.iter().filter(|r| f(&r.label)).count();
@@ -435,7 +433,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pairwise { config, scores, pairs, out, strategy, calibrate, json, quiet } => {
+        Command::Pairwise { selection, out, json, quiet } => {
+            let SelectionArgs { config, scores, pairs, strategy, calibrate } = selection;
             let args = app::PairwiseArgs { scores, pairs, out, strategy, calibrate, progress: !quiet };
             let (out, records) = app::pairwise(&config, &args)?;
             let summary = engine::pairwise::summarize(&records, 0);

@@ -2,7 +2,7 @@
 //! instances (one store each) that scoring workers borrow.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,6 +27,48 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The most judge questions the dry run of [`Plugin::evaluate_many`] notes per rule; a
 /// pack that asks more gets the rest answered one by one, as without the dry run.
 const QUESTIONS_NOTED_PER_RULE: usize = 4;
+
+/// After this many samples in a row whose dry run noted no judge question, a pack's dry
+/// runs stop (see [`DryRuns`]).
+const QUIET_SAMPLES_BEFORE_SKIPPING: usize = 8;
+
+/// Whether [`Plugin::evaluate_many`] still makes its dry runs. A dry run costs a second
+/// evaluation of the sample's rules and gains only when the pack asks the judge, so after
+/// [`QUIET_SAMPLES_BEFORE_SKIPPING`] samples in a row whose dry run noted no question,
+/// later samples skip it, until a sample evaluated without one asks the judge after all:
+/// then dry runs start again (and the count with them). Skipping never changes a verdict
+/// (the real calls ask the judge whatever the dry run noted); it can only lose batching.
+/// Shared by the threads that evaluate with the plugin; a race between them costs at most
+/// a dry run more or less.
+#[derive(Debug, Default)]
+struct DryRuns {
+    /// Samples in a row whose dry run noted no question.
+    quiet: AtomicUsize,
+}
+
+impl DryRuns {
+    /// Whether the next sample gets a dry run.
+    fn wanted(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed) < QUIET_SAMPLES_BEFORE_SKIPPING
+    }
+
+    /// After a sample's dry run, which noted `questions` questions.
+    fn noted(&self, questions: usize) {
+        if questions == 0 {
+            self.quiet.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.quiet.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// After a sample evaluated without a dry run, whose real calls asked the judge
+    /// `judge_calls` times.
+    fn skipped(&self, judge_calls: u32) {
+        if judge_calls > 0 {
+            self.quiet.store(0, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Advances the engine's epoch in the background so that wall-clock deadlines fire.
 struct EpochTicker {
@@ -151,6 +193,7 @@ impl Runtime {
             timeout_ticks: self.limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1),
             idle: Mutex::new(Vec::new()),
             recorders: Mutex::new(Vec::new()),
+            dry_runs: DryRuns::default(),
         };
         let mut instance = plugin
             .instantiate()
@@ -182,6 +225,8 @@ pub struct Plugin {
     idle: Mutex<Vec<Instance>>,
     /// Instances that only ever make dry runs (their state never reaches a live call).
     recorders: Mutex<Vec<Instance>>,
+    /// Whether dry runs are still worth making.
+    dry_runs: DryRuns,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -265,8 +310,15 @@ impl Plugin {
     /// question the real call asks that the dry run did not (one that depends on an
     /// earlier answer) goes to the judge as before. Answers equal one-by-one answers up
     /// to floating-point rounding.
+    ///
+    /// A pack whose dry runs note no question on [`QUIET_SAMPLES_BEFORE_SKIPPING`] samples
+    /// in a row stops getting them, until a sample's real calls ask the judge (see
+    /// [`DryRuns`]): a pack granted the judge that never asks it pays for its dry runs
+    /// only on its first samples.
     pub fn evaluate_many(&self, rule_ids: &[&str], sample: &Arc<Sample>) -> Vec<Evaluation> {
-        let prefetched = self.prefetch(rule_ids, sample);
+        let batching = self.batching_judge().is_some();
+        let dry_run = batching && self.dry_runs.wanted();
+        let prefetched = if dry_run { self.prefetch(rule_ids, sample) } else { None };
         let mut instance: Option<Instance> = None;
         let mut evaluations = Vec::with_capacity(rule_ids.len());
         for rule_id in rule_ids {
@@ -296,15 +348,24 @@ impl Plugin {
         if let Some(live) = instance {
             self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(live);
         }
+        if batching && !dry_run {
+            self.dry_runs.skipped(evaluations.iter().map(|e| e.judge_calls).sum());
+        }
         evaluations
+    }
+
+    /// The judge, when this pack may ask it and it [batches](Judge::batches).
+    fn batching_judge(&self) -> Option<&Arc<dyn Judge>> {
+        self.judge.as_ref().filter(|j| self.grants.judge && j.batches())
     }
 
     /// The dry run of [`evaluate_many`](Self::evaluate_many) and the batch it feeds: the
     /// judge's answers to the questions the pack asks about `sample`, or `None` when there
     /// is nothing to batch (no judge grant, a judge that does not batch, fewer than two
-    /// questions). A dry run that fails just notes fewer questions.
+    /// questions). A dry run that fails just notes fewer questions. Tells [`DryRuns`] how
+    /// many questions it noted.
     fn prefetch(&self, rule_ids: &[&str], sample: &Arc<Sample>) -> Option<Arc<Prefetched>> {
-        let judge = self.judge.as_ref().filter(|j| self.grants.judge && j.batches())?;
+        let judge = self.batching_judge()?;
         let mut questions: Vec<String> = Vec::new();
         let mut recorder: Option<Instance> = None;
         for rule_id in rule_ids {
@@ -328,6 +389,7 @@ impl Plugin {
         if let Some(r) = recorder {
             self.recorders.lock().unwrap_or_else(|p| p.into_inner()).push(r);
         }
+        self.dry_runs.noted(questions.len());
         if questions.len() < 2 {
             return None;
         }
@@ -530,4 +592,31 @@ fn validate_rules(infos: Vec<wit::RuleInfo>, limits: &SandboxLimits) -> Result<V
 
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_runs_stop_after_quiet_samples_in_a_row_and_start_again_when_the_judge_is_asked() {
+        let dry_runs = DryRuns::default();
+        // A question resets the count: only quiet samples *in a row* count.
+        for _ in 1..QUIET_SAMPLES_BEFORE_SKIPPING {
+            assert!(dry_runs.wanted());
+            dry_runs.noted(0);
+        }
+        dry_runs.noted(1);
+        for _ in 0..QUIET_SAMPLES_BEFORE_SKIPPING {
+            assert!(dry_runs.wanted());
+            dry_runs.noted(0);
+        }
+        assert!(!dry_runs.wanted(), "skipped after {QUIET_SAMPLES_BEFORE_SKIPPING} quiet samples");
+        dry_runs.skipped(0);
+        assert!(!dry_runs.wanted(), "a sample that asked nothing keeps them skipped");
+        dry_runs.skipped(2);
+        assert!(dry_runs.wanted(), "a sample that asked the judge brings them back");
+        dry_runs.noted(0);
+        assert!(dry_runs.wanted(), "and the count starts again");
+    }
 }
