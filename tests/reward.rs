@@ -416,3 +416,49 @@ fn a_decoder_backbone_trains_and_its_export_reloads() {
         assert!((alone - batched[i]).abs() < 1e-5, "item {i}: {alone} vs {}", batched[i]);
     }
 }
+
+fn smollm2_gguf() -> PathBuf {
+    root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Rewards of `items()` from `RewardModel::from_backbone(SmolLM2-135M-Instruct Q4_1 GGUF,
+/// seed 7, max_len 128)`'s export (weights dequantised to f32, llama.cpp's q/k permutation
+/// undone), printed by `.venv-ref/bin/python scripts/rm_reference.py score --model EXPORT
+/// --items items.json`; `live_gguf_backbone_comparison_with_transformers` runs exactly this.
+const GOLDEN_GGUF_REWARDS: [f32; 3] = [-0.466_140_15, -0.081_606_28, -0.473_827_93];
+
+#[test]
+fn a_gguf_backbone_is_dequantised_into_an_export_transformers_reads() {
+    let work = tempfile::tempdir().unwrap();
+    let rm = RewardModel::from_backbone(&smollm2_gguf(), &Device::Cpu, 7, 128).unwrap();
+    assert_eq!(rm.backbone_type(), "llama");
+    rm.save(work.path()).unwrap();
+    let loaded = RewardModel::load(work.path()).unwrap();
+    let ours = loaded.score(&items()).unwrap();
+    assert_eq!(ours, rm.score(&items()).unwrap(), "the export reloads to the same model");
+    for (i, (got, want)) in ours.iter().zip(GOLDEN_GGUF_REWARDS).enumerate() {
+        assert!((got - want).abs() < 1e-4, "item {i}: {got} vs transformers' {want}");
+    }
+}
+
+#[test]
+fn live_gguf_backbone_comparison_with_transformers() {
+    let Some(python) = venv_python() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let rm = RewardModel::from_backbone(&smollm2_gguf(), &Device::Cpu, 7, 128).unwrap();
+    let export = work.path().join("rm");
+    rm.save(&export).unwrap();
+    let items = items();
+    let items_path = work.path().join("items.json");
+    std::fs::write(&items_path, items_json(&items)).unwrap();
+    let reference = run_reference(
+        &python,
+        &["score", "--model", export.to_str().unwrap(), "--items", items_path.to_str().unwrap()],
+    );
+    let theirs: Vec<f32> = serde_json::from_value(reference["rewards"].clone()).unwrap();
+    let ours = rm.score(&items).unwrap();
+    eprintln!("SmolLM2 GGUF backbone rewards: ours {ours:?}, transformers {theirs:?}");
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert!((a - b).abs() < 1e-4, "ours {ours:?} vs transformers {theirs:?}");
+    }
+}

@@ -861,6 +861,80 @@ pub fn load_gguf<R: Read + Seek>(
     build(plan, &mut src, precision, positions, device)
 }
 
+/// The weights of a planned llama/qwen2 GGUF as dense f32 tensors under HF's names
+/// (`model.embed_tokens.weight`, `model.layers.N.self_attn.q_proj.weight`, …,
+/// `model.norm.weight`; no `lm_head`), with llama.cpp's permutation of llama's q/k rows
+/// undone so that HF's half-split RoPE applies to them. This is how the reward model takes a
+/// GGUF as its decoder backbone (`crate::reward::decoder`). RoPE frequency factors
+/// (`rope_freqs.weight`, llama 3.1's scaling) are refused: HF's config would need them back
+/// as `rope_scaling`, which the GGUF does not record.
+pub fn gguf_as_hf_tensors<R: Read + Seek>(
+    plan: &GgufPlan,
+    content: &gguf_file::Content,
+    reader: &mut R,
+    path: &Path,
+) -> Result<Vec<(String, Tensor)>, JudgeLoadError> {
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        return Err(JudgeLoadError::Config {
+            path: path.into(),
+            reason: "RoPE frequency factors (rope_freqs.weight) are not supported for a reward-model backbone".into(),
+        });
+    }
+    let cfg = &plan.plan.cfg;
+    let mut src = GgufSource { path: path.to_path_buf(), content, reader };
+    let cpu = Device::Cpu;
+    let mut dense = |name: &str| -> Result<Tensor, JudgeLoadError> {
+        src.read(name, &cpu)?.dequantize(&cpu).map_err(|e| candle_err(path, e))
+    };
+    // llama.cpp stores row r of head h at (h, r mod 2, r / 2) → (h, r / 2, r mod 2): undo it.
+    let unpermute = |t: Tensor, heads: usize| -> Result<Tensor, JudgeLoadError> {
+        if !cfg.rope_interleaved {
+            return Ok(t);
+        }
+        let dims = t.dims().to_vec();
+        let half = dims[0] / heads / 2;
+        let swap = || -> candle_core::Result<Tensor> {
+            match dims.as_slice() {
+                [rows, cols] => {
+                    t.reshape((heads, half, 2, *cols))?.transpose(1, 2)?.contiguous()?.reshape((*rows, *cols))
+                }
+                _ => t.reshape((heads, half, 2))?.transpose(1, 2)?.contiguous()?.reshape(dims[0]),
+            }
+        };
+        swap().map_err(|e| candle_err(path, e))
+    };
+    let mut out = vec![("model.embed_tokens.weight".to_string(), dense(GGUF_NAMES.embed)?)];
+    for l in 0..cfg.layers {
+        let gguf = |part: &str| (GGUF_NAMES.layer)(l, part);
+        let hf = |name: &str| format!("model.layers.{l}.{name}");
+        out.push((hf("input_layernorm.weight"), dense(&gguf("attn_norm"))?));
+        for (part, name, heads) in [("q", "q_proj", cfg.heads), ("k", "k_proj", cfg.kv_heads), ("v", "v_proj", 0)] {
+            let weight = dense(&gguf(part))?;
+            out.push((
+                hf(&format!("self_attn.{name}.weight")),
+                if heads > 0 { unpermute(weight, heads)? } else { weight },
+            ));
+            if cfg.qkv_bias {
+                let bias = dense(&gguf(&format!("{part}_bias")))?;
+                out.push((
+                    hf(&format!("self_attn.{name}.bias")),
+                    if heads > 0 { unpermute(bias, heads)? } else { bias },
+                ));
+            }
+        }
+        out.push((hf("self_attn.o_proj.weight"), dense(&gguf("o"))?));
+        if cfg.o_bias {
+            out.push((hf("self_attn.o_proj.bias"), dense(&gguf("o_bias"))?));
+        }
+        out.push((hf("post_attention_layernorm.weight"), dense(&gguf("ffn_norm"))?));
+        for (part, name) in [("gate", "gate_proj"), ("up", "up_proj"), ("down", "down_proj")] {
+            out.push((hf(&format!("mlp.{name}.weight")), dense(&gguf(part))?));
+        }
+    }
+    out.push(("model.norm.weight".to_string(), dense(GGUF_NAMES.norm)?));
+    Ok(out)
+}
+
 /// A safetensors checkpoint: the files to read and its configuration.
 pub struct SafetensorsPlan {
     plan: Plan,

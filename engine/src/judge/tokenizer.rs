@@ -218,6 +218,11 @@ impl JudgeTokenizer {
         JudgeTokenizer { with_specials, plain, specials, source }
     }
 
+    /// The underlying tokenizer, matching special-token text as transformers does.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.with_specials
+    }
+
     /// Token ids of `text`, matching special tokens (`<|im_start|>`) anywhere in it and
     /// adding nothing (no BOS): `transformers`' `encode(text, add_special_tokens=False)`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {

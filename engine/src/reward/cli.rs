@@ -40,9 +40,9 @@ pub struct TrainArgs {
     #[arg(long, short)]
     pub out: PathBuf,
     /// The backbone to start from: a BERT folder (the embedded all-MiniLM-L6-v2 by default),
-    /// or a Llama/Qwen2 folder with safetensors weights, config.json and tokenizer.json
-    /// (last-token pooling; meant for a GPU, slow on a CPU). Told apart by config.json's
-    /// model_type.
+    /// or a Llama/Qwen2 decoder (last-token pooling; meant for a GPU, slow on a CPU): a folder
+    /// with safetensors weights, config.json and tokenizer.json, or a GGUF file (dequantised
+    /// to f32). Told apart by config.json's model_type, or the GGUF magic.
     #[arg(long, default_value = "models/all-minilm-l6-v2")]
     pub backbone: PathBuf,
     #[arg(long, default_value_t = 2)]

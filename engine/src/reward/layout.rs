@@ -183,6 +183,21 @@ impl DecoderTokenizer {
         Ok(DecoderTokenizer { inner, path: path.to_path_buf(), padding_id })
     }
 
+    /// Wraps a tokenizer built elsewhere (from a GGUF's metadata); `path` names it in errors.
+    pub fn from_tokenizer(mut inner: tokenizers::Tokenizer, path: &Path) -> Result<DecoderTokenizer, RewardError> {
+        let padding_id = inner.get_padding().map(|p| p.pad_id);
+        inner
+            .with_truncation(None)
+            .map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+        inner.with_padding(None);
+        Ok(DecoderTokenizer { inner, path: path.to_path_buf(), padding_id })
+    }
+
+    /// The tokenizer as a `tokenizer.json` (truncation and padding off).
+    pub fn to_json(&self) -> Result<String, RewardError> {
+        self.inner.to_string(true).map_err(|e| RewardError::Format { path: self.path.clone(), message: e.to_string() })
+    }
+
     pub fn padding_id(&self) -> Option<u32> {
         self.padding_id
     }

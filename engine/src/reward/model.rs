@@ -9,10 +9,13 @@
 //! ```
 //!
 //! A decoder backbone is the larger-model path: a GPU is what makes it practical, but it
-//! runs (slowly) on the CPU too. Its checkpoint must be safetensors (`model.safetensors`, or
-//! shards listed in `model.safetensors.index.json`) with config.json and tokenizer.json, as
-//! the Hub ships Llama and Qwen2 models; a GGUF-only model converts with transformers
-//! (`AutoModelForCausalLM.from_pretrained(dir, gguf_file=F).save_pretrained(out)`).
+//! runs (slowly) on the CPU too. It is either a folder with safetensors weights
+//! (`model.safetensors`, or shards listed in `model.safetensors.index.json`), config.json and
+//! tokenizer.json, as the Hub ships Llama and Qwen2 models, or a llama/qwen2 **GGUF file**
+//! (the embedded SmolLM2 judge, say): its weights are dequantised to f32, llama.cpp's
+//! permutation of llama's q/k rows is undone, and the tokenizer is rebuilt from the metadata,
+//! by the judge's loader. The export is then an ordinary HF folder (`tests/reward.rs` checks
+//! SmolLM2-135M's against transformers).
 //!
 //! An export folder (what [`RewardModel::save`] writes and [`RewardModel::load`] reads):
 //!
@@ -183,6 +186,82 @@ fn load_decoder_params(
     Ok((params, tensors))
 }
 
+/// Whether `path` is a GGUF file (by its magic bytes).
+fn is_gguf(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    path.is_file()
+        && std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && &magic == b"GGUF"
+}
+
+/// A llama/qwen2 GGUF as a decoder backbone: its configuration (as a config.json would give
+/// it), its weights dequantised to f32 under HF's names, and the tokenizer rebuilt from its
+/// metadata, all by the judge's loader ([`crate::judge::model::gguf_as_hf_tensors`]).
+fn gguf_decoder(
+    path: &Path,
+    device: &Device,
+) -> Result<(DecoderConfig, serde_json::Value, Params, DecoderTokenizer), RewardError> {
+    use crate::judge::model::{self as judge_model, Architecture};
+    let judge_err = |e: crate::judge::JudgeLoadError| RewardError::Invalid(e.to_string());
+    let file = std::fs::File::open(path).map_err(|e| RewardError::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let content = candle_core::quantized::gguf_file::Content::read(&mut reader)
+        .map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    let plan = judge_model::plan_gguf(&content, path).map_err(judge_err)?;
+    let c = plan.config().clone();
+    let tensors = judge_model::gguf_as_hf_tensors(&plan, &content, &mut reader, path).map_err(judge_err)?;
+    let tokenizer = crate::judge::JudgeTokenizer::from_gguf(&content, path).map_err(judge_err)?;
+    let tokenizer = DecoderTokenizer::from_tokenizer(tokenizer.tokenizer().clone(), path)?;
+    let config = DecoderConfig {
+        model_type: match c.architecture {
+            Architecture::Llama => "llama".into(),
+            Architecture::Qwen2 => "qwen2".into(),
+        },
+        vocab_size: c.vocab,
+        hidden_size: c.hidden,
+        intermediate_size: c.ffn,
+        num_hidden_layers: c.layers,
+        num_attention_heads: c.heads,
+        num_key_value_heads: Some(c.kv_heads),
+        head_dim: Some(c.head_dim),
+        max_position_embeddings: c.context_length,
+        rms_norm_eps: c.rms_eps,
+        rope_theta: c.rope_theta as f64,
+        rope_scaling: None,
+        hidden_act: "silu".into(),
+        attention_bias: c.o_bias,
+        mlp_bias: false,
+        use_sliding_window: false,
+        initializer_range: 0.02,
+    };
+    config.validate().map_err(|message| RewardError::Format { path: path.to_path_buf(), message })?;
+    let mut json = serde_json::to_value(&config).expect("config serialises");
+    if let Some(obj) = json.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
+        let id = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
+        if let Some(pad) = id("tokenizer.ggml.padding_token_id").or(id("tokenizer.ggml.eos_token_id")) {
+            obj.insert("pad_token_id".into(), serde_json::json!(pad));
+        }
+        for (key, field) in
+            [("tokenizer.ggml.bos_token_id", "bos_token_id"), ("tokenizer.ggml.eos_token_id", "eos_token_id")]
+        {
+            if let Some(v) = id(key) {
+                obj.insert(field.into(), serde_json::json!(v));
+            }
+        }
+    }
+    let mut params = Params::new();
+    let expected: HashMap<String, Vec<usize>> = config.parameter_shapes().into_iter().collect();
+    for (name, tensor) in tensors {
+        let shape = expected.get(&name).ok_or_else(|| RewardError::Invalid(format!("unexpected tensor {name}")))?;
+        if tensor.dims() != shape.as_slice() {
+            return Err(RewardError::Shape { name, found: tensor.dims().to_vec(), expected: shape.clone() });
+        }
+        params.insert(&name, &tensor.to_device(device).ctx(&name)?).ctx(&name)?;
+    }
+    Ok((config, json, params, tokenizer))
+}
+
 impl RewardModel {
     /// A new reward model over the backbone in `backbone_dir`: BERT (e.g.
     /// `models/all-minilm-l6-v2`) or a Llama/Qwen2 decoder, told apart by `model_type` in its
@@ -190,11 +269,18 @@ impl RewardModel {
     /// as HF does, N(0, initializer_range²) weights and zero biases, from our seeded
     /// generator (`seed`), so the same seed gives the same model everywhere.
     pub fn from_backbone(backbone_dir: &Path, device: &Device, seed: u64, max_len: usize) -> Result<Self, RewardError> {
+        let gguf = is_gguf(backbone_dir);
         let config_path = backbone_dir.join("config.json");
-        let config_json = read_json(&config_path)?;
-        if is_decoder(&config_json, &config_path)? {
-            let config = DecoderConfig::load(&config_path)?;
-            let (mut params, _rest) = load_decoder_params(backbone_dir, &config, device)?;
+        let config_json = if gguf { serde_json::Value::Null } else { read_json(&config_path)? };
+        if gguf || is_decoder(&config_json, &config_path)? {
+            let (config, config_json, mut params, tokenizer) = if gguf {
+                gguf_decoder(backbone_dir, device)?
+            } else {
+                let config = DecoderConfig::load(&config_path)?;
+                let (params, _rest) = load_decoder_params(backbone_dir, &config, device)?;
+                let tokenizer = DecoderTokenizer::load(&backbone_dir.join("tokenizer.json"))?;
+                (config, config_json, params, tokenizer)
+            };
             let mut rng = SplitMix64::new(seed);
             let shape = [1, config.hidden_size];
             let t = decoder::init_tensor("score.weight", &shape, config.initializer_range, &mut rng, device)
@@ -207,7 +293,7 @@ impl RewardModel {
                 base_model: backbone_dir.display().to_string(),
                 training: serde_json::Value::Null,
             };
-            return RewardModel::assemble_decoder(config, config_json, params, meta, device, backbone_dir);
+            return RewardModel::assemble_decoder(config, config_json, params, tokenizer, meta, device, backbone_dir);
         }
         let config = BertConfig::load(&config_path)?;
         // The pooler (when missing) draws from seed + 1 so the head's numbers do not depend on it.
@@ -254,11 +340,11 @@ impl RewardModel {
         config: DecoderConfig,
         config_json: serde_json::Value,
         params: Params,
+        tokenizer: DecoderTokenizer,
         meta: RewardMeta,
         device: &Device,
         source: &Path,
     ) -> Result<Self, RewardError> {
-        let tokenizer = DecoderTokenizer::load(&source.join("tokenizer.json"))?;
         let pad_id = decoder_pad_id(&config_json, &tokenizer);
         let score_weight = params.tensor("score.weight")?;
         let model = Decoder::new(&config, &params)?;
@@ -305,7 +391,8 @@ impl RewardModel {
                 });
             }
             params.insert("score.weight", &t).ctx("score.weight")?;
-            return RewardModel::assemble_decoder(config, config_json, params, meta, device, dir);
+            let tokenizer = DecoderTokenizer::load(&dir.join("tokenizer.json"))?;
+            return RewardModel::assemble_decoder(config, config_json, params, tokenizer, meta, device, dir);
         }
         let config = BertConfig::load(&config_path)?;
         let (mut params, mut rest, initialised) = super::load_backbone(dir, &config, device, meta.head_seed)?;
@@ -434,14 +521,19 @@ impl RewardModel {
         candle_core::safetensors::save(&tensors, &tmp).ctx(tmp.display())?;
         std::fs::rename(&tmp, &weights).map_err(|e| RewardError::io(&weights, e))?;
 
-        // The tokenizer: ours has truncation and padding off; copy the rest from where we came from.
-        let tok_src = self.source.join("tokenizer.json");
-        let mut tok = read_json(&tok_src)?;
-        if let Some(obj) = tok.as_object_mut() {
-            obj.insert("truncation".into(), serde_json::Value::Null);
-            obj.insert("padding".into(), serde_json::Value::Null);
+        // The tokenizer: ours has truncation and padding off; copy the rest from where we came
+        // from. A decoder's is written from memory (a GGUF backbone has no tokenizer.json).
+        match &self.backbone {
+            Backbone::Decoder(d) => write_atomic(&dir.join("tokenizer.json"), d.tokenizer.to_json()?.as_bytes())?,
+            Backbone::Bert { .. } => {
+                let mut tok = read_json(&self.source.join("tokenizer.json"))?;
+                if let Some(obj) = tok.as_object_mut() {
+                    obj.insert("truncation".into(), serde_json::Value::Null);
+                    obj.insert("padding".into(), serde_json::Value::Null);
+                }
+                write_atomic(&dir.join("tokenizer.json"), &pretty(&tok))?;
+            }
         }
-        write_atomic(&dir.join("tokenizer.json"), &pretty(&tok))?;
         for name in TOKENIZER_FILES {
             let src = self.source.join(name);
             if !src.exists() || self.source.join(name) == dir.join(name) {
