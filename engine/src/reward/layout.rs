@@ -175,12 +175,9 @@ impl std::fmt::Debug for DecoderTokenizer {
 
 impl DecoderTokenizer {
     pub fn load(path: &Path) -> Result<DecoderTokenizer, RewardError> {
-        let format = |message: String| RewardError::Format { path: path.to_path_buf(), message };
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| format(e.to_string()))?;
-        let padding_id = inner.get_padding().map(|p| p.pad_id);
-        inner.with_truncation(None).map_err(|e| format(e.to_string()))?;
-        inner.with_padding(None);
-        Ok(DecoderTokenizer { inner, path: path.to_path_buf(), padding_id })
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+        DecoderTokenizer::from_tokenizer(inner, path)
     }
 
     /// Wraps a tokenizer built elsewhere (from a GGUF's metadata); `path` names it in errors.

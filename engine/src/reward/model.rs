@@ -60,6 +60,19 @@ pub struct RewardMeta {
     pub training: serde_json::Value,
 }
 
+impl RewardMeta {
+    /// The metadata of a model not trained yet.
+    fn fresh(layout: &str, max_len: usize, head_seed: u64, base_model: &Path) -> RewardMeta {
+        RewardMeta {
+            layout: layout.to_string(),
+            max_len,
+            head_seed,
+            base_model: base_model.display().to_string(),
+            training: serde_json::Value::Null,
+        }
+    }
+}
+
 /// The default `max_len`: sentence-transformers' limit for all-MiniLM-L6-v2.
 pub const DEFAULT_MAX_LEN: usize = 256;
 
@@ -262,6 +275,23 @@ fn gguf_decoder(
     Ok((config, json, params, tokenizer))
 }
 
+/// Moves the head tensor `name` from an export's other tensors into `params`, checking its shape.
+fn take_tensor(
+    rest: &mut HashMap<String, Tensor>,
+    params: &mut Params,
+    name: &str,
+    shape: &[usize],
+    dir: &Path,
+) -> Result<(), RewardError> {
+    let t = rest.remove(name).ok_or_else(|| RewardError::MissingTensor {
+        name: format!("{name} in {}", dir.join("model.safetensors").display()),
+    })?;
+    if t.dims() != shape {
+        return Err(RewardError::Shape { name: name.into(), found: t.dims().to_vec(), expected: shape.to_vec() });
+    }
+    params.insert(name, &t).ctx(name)
+}
+
 impl RewardModel {
     /// A new reward model over the backbone in `backbone_dir`: BERT (e.g.
     /// `models/all-minilm-l6-v2`) or a Llama/Qwen2 decoder, told apart by `model_type` in its
@@ -286,13 +316,8 @@ impl RewardModel {
             let t = decoder::init_tensor("score.weight", &shape, config.initializer_range, &mut rng, device)
                 .ctx("score.weight")?;
             params.insert("score.weight", &t).ctx("score.weight")?;
-            let meta = RewardMeta {
-                layout: layout::DECODER_LAYOUT.to_string(),
-                max_len: max_len.min(config.max_position_embeddings),
-                head_seed: seed,
-                base_model: backbone_dir.display().to_string(),
-                training: serde_json::Value::Null,
-            };
+            let max_len = max_len.min(config.max_position_embeddings);
+            let meta = RewardMeta::fresh(layout::DECODER_LAYOUT, max_len, seed, backbone_dir);
             return RewardModel::assemble_decoder(config, config_json, params, tokenizer, meta, device, backbone_dir);
         }
         let config = BertConfig::load(&config_path)?;
@@ -306,13 +331,8 @@ impl RewardModel {
             params.insert(name, &t).ctx(name)?;
         }
         let tokenizer = Tokenizer::load(&backbone_dir.join("tokenizer.json"))?;
-        let meta = RewardMeta {
-            layout: layout::LAYOUT.to_string(),
-            max_len: max_len.min(config.max_position_embeddings),
-            head_seed: seed,
-            base_model: backbone_dir.display().to_string(),
-            training: serde_json::Value::Null,
-        };
+        let max_len = max_len.min(config.max_position_embeddings);
+        let meta = RewardMeta::fresh(layout::LAYOUT, max_len, seed, backbone_dir);
         RewardModel::assemble(config, config_json, params, tokenizer, meta, device, backbone_dir)
     }
 
@@ -379,18 +399,7 @@ impl RewardModel {
         if decoder {
             let config = DecoderConfig::load(&config_path)?;
             let (mut params, mut rest) = load_decoder_params(dir, &config, device)?;
-            let shape = vec![1, config.hidden_size];
-            let t = rest
-                .remove("score.weight")
-                .ok_or_else(|| RewardError::MissingTensor { name: format!("score.weight in {}", dir.display()) })?;
-            if t.dims() != shape.as_slice() {
-                return Err(RewardError::Shape {
-                    name: "score.weight".into(),
-                    found: t.dims().to_vec(),
-                    expected: shape,
-                });
-            }
-            params.insert("score.weight", &t).ctx("score.weight")?;
+            take_tensor(&mut rest, &mut params, "score.weight", &[1, config.hidden_size], dir)?;
             let tokenizer = DecoderTokenizer::load(&dir.join("tokenizer.json"))?;
             return RewardModel::assemble_decoder(config, config_json, params, tokenizer, meta, device, dir);
         }
@@ -401,13 +410,7 @@ impl RewardModel {
         }
         let h = config.hidden_size;
         for (name, shape) in [("classifier.weight", vec![1, h]), ("classifier.bias", vec![1])] {
-            let t = rest.remove(name).ok_or_else(|| RewardError::MissingTensor {
-                name: format!("{name} in {}", dir.join("model.safetensors").display()),
-            })?;
-            if t.dims() != shape.as_slice() {
-                return Err(RewardError::Shape { name: name.into(), found: t.dims().to_vec(), expected: shape });
-            }
-            params.insert(name, &t).ctx(name)?;
+            take_tensor(&mut rest, &mut params, name, &shape, dir)?;
         }
         let tokenizer = Tokenizer::load(&dir.join("tokenizer.json"))?;
         RewardModel::assemble(config, config_json, params, tokenizer, meta, device, dir)
