@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod adapter;
+pub mod alloc;
 pub mod app;
 pub mod config;
 pub mod data;

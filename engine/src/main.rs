@@ -332,6 +332,7 @@ Then set `strategy = \"adapter:k=5\"` and `adapter = \"runs/adapter\"` under [se
 }
 
 fn main() -> ExitCode {
+    engine::alloc::tune();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {

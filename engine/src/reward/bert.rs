@@ -357,8 +357,8 @@ impl Bert {
         let x = words.add(&types)?.broadcast_add(&positions)?;
         let mut x = self.embeddings_norm.forward(&x.reshape((b * t, h))?)?;
 
-        // (B, 1, 1, T): 0 for tokens, −1e9 for padding, added to every query's scores.
-        let mask_bias = ((batch.attention_mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, t))?;
+        // (B, T): 0 for tokens, −1e9 for padding, added to every query's scores.
+        let mask_bias = ((batch.attention_mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?;
         let scale = 1.0 / (dh as f64).sqrt();
         for layer in &self.layers {
             let split = |y: Tensor| -> candle_core::Result<Tensor> {
@@ -367,8 +367,7 @@ impl Bert {
             let q = split(layer.query.forward(&x)?)?;
             let k = split(layer.key.forward(&x)?)?;
             let v = split(layer.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask_bias)?;
-            let probs = ops::softmax_last_dim(&scores)?;
+            let probs = ops::attention_probs(&q.matmul(&k.t()?)?, &mask_bias, scale)?;
             let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b * t, h))?;
             let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + &x)?)?;
             let inner = ops::gelu(&layer.intermediate.forward(&attended)?)?;
