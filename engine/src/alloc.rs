@@ -11,7 +11,7 @@
 //! [`tune`] pins the mmap threshold at glibc's maximum (32 MiB) and stops trimming, so freed
 //! tensors go back to the heap and the next step reuses them. The process keeps its peak
 //! memory instead of returning it, which is what a training or scoring job wants. Measured
-//! with `scripts/bench_reward.sh` (BENCHMARKS.md). mimalloc, tried instead, gained as much only
+//! with `engine train` and `scripts/bench_judge.sh` (BENCHMARKS.md). mimalloc, tried instead, gained as much only
 //! with its purging turned off, and needs a C build; these are three `mallopt` calls.
 //!
 //! A user who sets glibc's own variables (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
