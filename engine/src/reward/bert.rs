@@ -25,6 +25,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::RewardError;
+use super::attention::{Mask, attention};
 use super::ops;
 use super::rng::SplitMix64;
 
@@ -228,7 +229,7 @@ impl Linear {
 
     /// `x · Wᵀ + b` for `x` of shape (N, in).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+        ops::linear(x, &self.weight, &self.bias)
     }
 }
 
@@ -359,16 +360,15 @@ impl Bert {
 
         // (B, T): 0 for tokens, −1e9 for padding, added to every query's scores.
         let mask_bias = ((batch.attention_mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?;
+        let mask = Mask { key_bias: Some(&mask_bias), causal: false };
         let scale = 1.0 / (dh as f64).sqrt();
         for layer in &self.layers {
-            let split = |y: Tensor| -> candle_core::Result<Tensor> {
-                y.reshape((b, t, heads, dh))?.transpose(1, 2)?.contiguous()
-            };
+            // (B·T, H) projections viewed as (B, heads, T, dh), not copied.
+            let split = |y: Tensor| y.reshape((b, t, heads, dh))?.transpose(1, 2);
             let q = split(layer.query.forward(&x)?)?;
             let k = split(layer.key.forward(&x)?)?;
             let v = split(layer.value.forward(&x)?)?;
-            let probs = ops::attention_probs(&q.matmul(&k.t()?)?, &mask_bias, scale)?;
-            let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b * t, h))?;
+            let context = attention(&q, &k, &v, mask, scale)?.reshape((b * t, h))?;
             let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + &x)?)?;
             let inner = ops::gelu(&layer.intermediate.forward(&attended)?)?;
             x = layer.output_norm.forward(&(layer.output.forward(&inner)? + &attended)?)?;

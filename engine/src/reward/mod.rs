@@ -30,6 +30,7 @@
 //! # Ok::<(), engine::reward::RewardError>(())
 //! ```
 
+pub mod attention;
 pub mod bert;
 pub mod cli;
 pub mod data;

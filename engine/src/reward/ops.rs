@@ -6,14 +6,13 @@
 //! below them without gradients). candle's `gelu_erf` does have one, but it is built from ten
 //! tensor ops over the largest activation of the model. So this module implements the three as
 //! custom ops: one pass forward, one pass backward, both over contiguous rows with rayon.
-//! [`attention_probs`] folds attention's scaling and padding mask into its softmax, so the
-//! largest tensor of attention is read once each way instead of three times.
+//! Attention as a whole is one op too, in [`super::attention`], which shares the softmax rows.
 //!
 //! On other devices (CUDA) the same functions fall back to compositions of candle ops, which
 //! candle differentiates itself.
 
 use candle_core::backend::BackendStorage as _;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, D, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 fn contiguous<'a>(data: &'a [f32], layout: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -23,7 +22,7 @@ fn contiguous<'a>(data: &'a [f32], layout: &Layout, what: &str) -> Result<&'a [f
     }
 }
 
-fn f32_slice<'a>(storage: &'a CpuStorage, what: &str) -> Result<&'a [f32]> {
+pub(super) fn f32_slice<'a>(storage: &'a CpuStorage, what: &str) -> Result<&'a [f32]> {
     match storage {
         CpuStorage::F32(data) => Ok(data),
         other => candle_core::bail!("{what}: only f32 is supported, found {:?}", other.dtype()),
@@ -44,6 +43,212 @@ fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     }
     let copied = t.flatten_all()?.to_vec1::<f32>()?;
     Ok(f(&copied))
+}
+
+/// An f32 matrix inside a slice: element (i, j) is `data[offset + i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+pub(super) struct Mat<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows × cols` matrix at the start of `data`.
+    pub fn dense(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
+        Mat { data, offset: 0, rows, cols, rs: cols, cs: 1 }
+    }
+
+    /// A 2-D tensor's values as laid out in its storage.
+    pub fn of_2d(data: &'a [f32], layout: &Layout) -> Result<Mat<'a>> {
+        let (rows, cols) = layout.shape().dims2()?;
+        let stride = layout.stride();
+        Ok(Mat { data, offset: layout.start_offset(), rows, cols, rs: stride[0], cs: stride[1] })
+    }
+
+    pub fn t(self) -> Mat<'a> {
+        Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+    }
+
+    /// Whether every element lies inside `len` values.
+    fn fits(&self, len: usize) -> bool {
+        self.rows == 0 || self.cols == 0 || self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < len
+    }
+}
+
+/// How [`matmul`] writes its product.
+#[derive(Clone, Copy)]
+pub(super) struct Gemm {
+    /// The product is scaled by this.
+    pub alpha: f32,
+    /// Add to the destination instead of overwriting it.
+    pub accumulate: bool,
+    /// Split the work over rayon's threads (for one large product; callers that already run
+    /// one product per rayon task leave this off).
+    pub threaded: bool,
+}
+
+impl Gemm {
+    pub const SET: Gemm = Gemm { alpha: 1.0, accumulate: false, threaded: false };
+}
+
+/// `dst = alpha · a · b` (or `dst += …`, see [`Gemm`]), where `dst` is the `a.rows × b.cols`
+/// matrix at `dst[offset..]` with row stride `rs` and unit column stride. Runs on the `gemm`
+/// crate's kernels, as candle's CPU matmul does.
+pub(super) fn matmul(dst: &mut [f32], offset: usize, rs: usize, a: Mat, b: Mat, how: Gemm) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    assert_eq!(b.rows, k, "matmul: inner dimensions differ");
+    let out = Mat { data: dst, offset, rows: m, cols: n, rs, cs: 1 };
+    assert!(a.fits(a.data.len()) && b.fits(b.data.len()) && out.fits(dst.len()), "matmul: out of bounds");
+    assert!(n <= rs || m <= 1, "matmul: rows of the destination overlap");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !how.accumulate {
+            dst[offset..].chunks_mut(rs.max(n)).take(m).for_each(|row| row[..n].fill(0.0));
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism =
+        if how.threaded && threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the three matrices lie inside their slices (checked above, with the strides as
+    // given), the destination's rows do not overlap, and `dst` is borrowed mutably, so nothing
+    // else can read or write it while gemm runs. gemm reads `a` and `b` and writes only the
+    // destination's m × n elements; its threads, if any, have finished when it returns.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(offset),
+            1,
+            rs as isize,
+            how.accumulate,
+            a.data.as_ptr().add(a.offset),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr().add(b.offset),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            how.alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// A linear layer, `x · wᵀ + b` for `x` (N, in), `w` (out, in) and `b` (out): one product
+/// into a destination that already holds the bias, and one backward pass for all three
+/// (dx = dy · w, dw = dyᵀ · x, db = column sums of dy). Built from candle's ops, the bias
+/// is a broadcast add forward and a strided sum over rows backward, both slower than the
+/// product they follow.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let fused = x.device().is_cpu() && [x, w, b].iter().all(|t| t.dtype() == DType::F32);
+    if fused && x.rank() == 2 { x.apply_op3(w, b, LinearOp) } else { x.broadcast_matmul(&w.t()?)?.broadcast_add(b) }
+}
+
+struct LinearOp;
+
+/// Runs `f` on a CPU f32 tensor's values as laid out in its storage (any strides).
+pub(super) fn with_storage<R>(x: &Tensor, f: impl FnOnce(&[f32], &Layout) -> Result<R>) -> Result<R> {
+    let (storage, layout) = x.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => f(f32_slice(cpu, "fused op")?, layout),
+        _ => candle_core::bail!("fused ops run on the CPU only"),
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "reward-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = Mat::of_2d(f32_slice(s1, "linear")?, l1)?;
+        let w = Mat::of_2d(f32_slice(s2, "linear")?, l2)?;
+        let bias = contiguous(f32_slice(s3, "linear")?, l3, "linear bias")?;
+        if w.cols != x.cols || bias.len() != w.rows {
+            candle_core::bail!("linear: input {:?}, weight {:?}, bias {:?}", l1.dims(), l2.dims(), l3.dims());
+        }
+        let (n, out) = (x.rows, w.rows);
+        let mut y = Vec::with_capacity(n * out);
+        for _ in 0..n {
+            y.extend_from_slice(bias);
+        }
+        matmul(&mut y, 0, out, x, w.t(), Gemm { accumulate: true, threaded: true, ..Gemm::SET });
+        Ok((CpuStorage::F32(y), Shape::from((n, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, inp) = x.dims2()?;
+        let out = w.dim(0)?;
+        let threaded = Gemm { threaded: true, ..Gemm::SET };
+        let mut dx = vec![0f32; n * inp];
+        let mut dw = vec![0f32; out * inp];
+        let db = with_storage(x, |xs, lx| {
+            with_storage(w, |ws, lw| {
+                with_storage(grad, |gs, lg| {
+                    let (x, w, dy) = (Mat::of_2d(xs, lx)?, Mat::of_2d(ws, lw)?, Mat::of_2d(gs, lg)?);
+                    matmul(&mut dx, 0, inp, dy, w, threaded);
+                    matmul(&mut dw, 0, inp, dy.t(), x, threaded);
+                    Ok(column_sums(dy))
+                })
+            })
+        })?;
+        let device = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, (n, inp), device)?),
+            Some(Tensor::from_vec(dw, (out, inp), device)?),
+            Some(Tensor::from_vec(db, out, device)?),
+        ))
+    }
+}
+
+/// The sum of each column of `m`: per fixed block of rows in parallel, then the blocks in
+/// order, so the result does not depend on thread scheduling.
+fn column_sums(m: Mat) -> Vec<f32> {
+    const ROWS: usize = 64;
+    let blocks = m.rows.div_ceil(ROWS);
+    let partial: Vec<Vec<f32>> = (0..blocks)
+        .into_par_iter()
+        .map(|block| {
+            let mut sums = vec![0f32; m.cols];
+            for i in block * ROWS..((block + 1) * ROWS).min(m.rows) {
+                let row = m.offset + i * m.rs;
+                sums.iter_mut().enumerate().for_each(|(j, s)| *s += m.data[row + j * m.cs]);
+            }
+            sums
+        })
+        .collect();
+    let mut sums = vec![0f32; m.cols];
+    for p in partial {
+        sums.iter_mut().zip(&p).for_each(|(s, v)| *s += v);
+    }
+    sums
 }
 
 /// LayerNorm over the last dimension: `(x − mean) / sqrt(var + eps) · gamma + beta`.
@@ -178,44 +383,28 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// One row of softmax, in place in `out`, of `scale · row + bias`.
-fn softmax_row(out: &mut [f32], row: &[f32], bias: &[f32], scale: f32) {
-    let mut max = f32::NEG_INFINITY;
-    for (o, (&v, &b)) in out.iter_mut().zip(row.iter().zip(bias)) {
-        *o = v * scale + b;
-        max = max.max(*o);
+/// Softmax of one row in place, after adding `bias` (one value per element) when given.
+pub(super) fn softmax_in_place(row: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(bias) = bias {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
     }
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0f32;
-    for o in out.iter_mut() {
-        *o = (*o - max).exp();
-        sum += *o;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
     }
     let inv = 1.0 / sum;
-    out.iter_mut().for_each(|o| *o *= inv);
+    row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// The gradient of one softmax row with output `y`: `scale · y · (dy − Σ dy·y)`.
-fn softmax_row_backward(dx: &mut [f32], y: &[f32], dy: &[f32], scale: f32) {
-    let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
-    for (dx, (&y, &d)) in dx.iter_mut().zip(y.iter().zip(dy)) {
-        *dx = scale * y * (d - dot);
+/// The gradient of one softmax row with output `y`, in place of the output's gradient `dy`:
+/// `scale · y · (dy − Σ dy·y)` (`scale` for a softmax of scaled inputs).
+pub(super) fn softmax_backward_in_place(dy: &mut [f32], y: &[f32], scale: f32) {
+    let dot: f32 = y.iter().zip(dy.iter()).map(|(a, b)| a * b).sum();
+    for (d, &y) in dy.iter_mut().zip(y) {
+        *d = scale * y * (*d - dot);
     }
-}
-
-/// The input gradient of a (scaled) softmax over the last dimension with output `res`.
-fn softmax_backward(res: &Tensor, grad: &Tensor, scale: f32) -> Result<Tensor> {
-    let n = res.dim(D::Minus1)?;
-    let dx = with_values(res, |y| {
-        with_values(grad, |dy| {
-            let mut dx = vec![0f32; y.len()];
-            dx.par_chunks_mut(n)
-                .zip(y.par_chunks(n).zip(dy.par_chunks(n)))
-                .with_min_len(16)
-                .for_each(|(dx, (y, dy))| softmax_row_backward(dx, y, dy, scale));
-            dx
-        })
-    })??;
-    Tensor::from_vec(dx, res.shape(), res.device())
 }
 
 struct SoftmaxOp;
@@ -227,68 +416,25 @@ impl CustomOp1 for SoftmaxOp {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous(f32_slice(storage, "softmax")?, layout, "softmax")?;
-        let n = *layout.shape().dims().last().unwrap_or(&1);
-        let zeros = vec![0f32; n];
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(n)
-            .zip(x.par_chunks(n))
-            .with_min_len(16)
-            .for_each(|(o, row)| softmax_row(o, row, &zeros, 1.0));
+        let n = (*layout.shape().dims().last().unwrap_or(&1)).max(1);
+        let mut out = x.to_vec();
+        out.par_chunks_mut(n).with_min_len(16).for_each(|row| softmax_in_place(row, None));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        softmax_backward(res, grad, 1.0).map(Some)
-    }
-}
-
-/// Attention probabilities: softmax over the last dimension of `scale · scores + bias`, for
-/// `scores` (B, H, Tq, Tk) and a per-key `bias` (B, Tk) added to every row of batch b (0 for
-/// tokens, −1e9 for padding). One pass forward and one backward over attention's largest
-/// tensor, where scaling, masking and softmax as separate ops make three of each (and
-/// candle's backprop allocates and sums a gradient for each). `bias` gets no gradient.
-pub fn attention_probs(scores: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
-    let (b, _, _, tk) = scores.dims4()?;
-    if scores.device().is_cpu() && scores.dtype() == DType::F32 {
-        scores.contiguous()?.apply_op2(&bias.contiguous()?, AttentionSoftmaxOp { scale: scale as f32 })
-    } else {
-        softmax_last_dim(&(scores * scale)?.broadcast_add(&bias.reshape((b, 1, 1, tk))?)?)
-    }
-}
-
-struct AttentionSoftmaxOp {
-    scale: f32,
-}
-
-impl CustomOp2 for AttentionSoftmaxOp {
-    fn name(&self) -> &'static str {
-        "reward-attention-softmax"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let scores = contiguous(f32_slice(s1, "attention softmax")?, l1, "attention scores")?;
-        let bias = contiguous(f32_slice(s2, "attention softmax")?, l2, "attention bias")?;
-        let (b, h, tq, tk) = l1.shape().dims4()?;
-        if bias.len() != b * tk {
-            candle_core::bail!("attention bias has {} values for a batch of {b} × {tk} keys", bias.len());
-        }
-        let rows_per_batch = h * tq;
-        let mut out = vec![0f32; scores.len()];
-        out.par_chunks_mut(tk).zip(scores.par_chunks(tk)).enumerate().with_min_len(16).for_each(|(r, (o, row))| {
-            let batch = r / rows_per_batch;
-            softmax_row(o, row, &bias[batch * tk..(batch + 1) * tk], self.scale);
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _scores: &Tensor,
-        _bias: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(softmax_backward(res, grad, self.scale)?), None))
+        let n = res.dim(D::Minus1)?.max(1);
+        let dx = with_values(res, |y| {
+            with_values(grad, |dy| {
+                let mut dx = dy.to_vec();
+                dx.par_chunks_mut(n)
+                    .zip(y.par_chunks(n))
+                    .with_min_len(16)
+                    .for_each(|(dx, y)| softmax_backward_in_place(dx, y, 1.0));
+                dx
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, res.shape(), res.device())?))
     }
 }
 
@@ -382,22 +528,32 @@ mod tests {
     }
 
     #[test]
-    fn attention_probs_match_scale_mask_and_softmax_composed() {
-        // (B=2, H=3, Tq=4, Tk=5); batch 1 has its last two keys masked.
-        let mut bias = vec![0f32; 10];
-        bias[8] = -1e9;
-        bias[9] = -1e9;
-        let bias = Tensor::from_vec(bias, (2, 5), &Device::Cpu).unwrap();
-        let composed =
-            |x: &Tensor| candle_nn::ops::softmax(&(x * 0.35)?.broadcast_add(&bias.reshape((2, 1, 1, 5))?)?, D::Minus1);
-        let fused = |x: &Tensor| attention_probs(&x.reshape((2, 3, 4, 5))?, &bias, 0.35)?.reshape((24, 5));
-        check(fused, |x| composed(&x.reshape((2, 3, 4, 5))?)?.reshape((24, 5)), (24, 5));
-        // Masked keys get exactly zero probability.
-        let x = Tensor::ones((2, 3, 4, 5), DType::F32, &Device::Cpu).unwrap();
-        let p = attention_probs(&x, &bias, 0.35).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        for row in p.chunks(5).skip(12) {
-            assert_eq!(&row[3..], &[0.0, 0.0]);
-            assert!((row[0] - 1.0 / 3.0).abs() < 1e-6);
+    fn linear_matches_composed_ops_with_all_gradients() {
+        let mut rng = super::super::rng::SplitMix64::new(5);
+        let mut random = |shape: &[usize]| {
+            let n = shape.iter().product::<usize>();
+            let data: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            Var::from_tensor(&Tensor::from_vec(data, shape, &Device::Cpu).unwrap()).unwrap()
+        };
+        let (w, b) = (random(&[3, 7]), random(&[3]));
+        let weights = random(&[5, 3]);
+        // A contiguous input, and the same values as a transposed view (strided rows).
+        let x = random(&[5, 7]);
+        let xt = Var::from_tensor(&x.as_tensor().t().unwrap().contiguous().unwrap()).unwrap();
+        for input in [x.as_tensor().clone(), xt.as_tensor().t().unwrap()] {
+            let fused = linear(&input, w.as_tensor(), b.as_tensor()).unwrap();
+            let composed = input.matmul(&w.as_tensor().t().unwrap()).unwrap().broadcast_add(b.as_tensor()).unwrap();
+            let diff = (&fused - &composed).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-5, "forward differs by {diff}");
+            let gf = (fused * weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            let gc = (composed * weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &xt, &w, &b] {
+                let (a, c) = (gf.get(v.as_tensor()), gc.get(v.as_tensor()));
+                assert_eq!(a.is_some(), c.is_some(), "a gradient is missing");
+                let (Some(a), Some(c)) = (a, c) else { continue };
+                let diff = (a - c).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+                assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "gradient differs");
+            }
         }
     }
 
