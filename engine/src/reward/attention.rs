@@ -95,6 +95,9 @@ fn composed(q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask, scale: f64) -> Resul
     probs.matmul(&expand(v)?)?.transpose(1, 2)?.contiguous()?.reshape((b, t, heads * dh))
 }
 
+/// A key bias at or below this masks the key (HF's BERT adds −1e9 or the dtype's minimum).
+const MASKED: f32 = -1e8;
+
 struct AttentionOp {
     heads: usize,
     kv_heads: usize,
@@ -119,13 +122,24 @@ fn head<'a>(data: &'a [f32], layout: &Layout, b: usize, h: usize) -> Mat<'a> {
 }
 
 impl AttentionOp {
-    /// Row i of `P = softmax(scale · Q Kᵀ + mask)` into `p` (T × T), for sequence `b`.
+    /// How many keys of sequence `b` (of `t`) any query can see: all but a trailing run of
+    /// masked ones (bias ≤ [`MASKED`]), which get weight exactly 0 and so are skipped. When
+    /// every key is masked, all of them (the softmax is then uniform, as with the bias).
+    fn visible_keys(&self, b: usize, t: usize) -> usize {
+        match &self.key_bias {
+            Some(bias) => bias[b * t..(b + 1) * t].iter().rposition(|&x| x > MASKED).map_or(t, |last| last + 1),
+            None => t,
+        }
+    }
+
+    /// `P = softmax(scale · Q Kᵀ + mask)` into `p` (T × n, for the n rows of `k`), for
+    /// sequence `b`.
     fn probabilities(&self, p: &mut [f32], q: Mat, k: Mat, b: usize) {
-        let t = q.rows;
-        matmul(p, 0, t, q, k.t(), Gemm { alpha: self.scale, ..Gemm::SET });
-        let bias = self.key_bias.as_ref().map(|bias| &bias[b * t..(b + 1) * t]);
-        for (i, row) in p.chunks_mut(t).enumerate() {
-            let seen = if self.causal { i + 1 } else { t };
+        let (t, n) = (q.rows, k.rows);
+        matmul(p, 0, n, q, k.t(), Gemm { alpha: self.scale, ..Gemm::SET });
+        let bias = self.key_bias.as_ref().map(|bias| &bias[b * t..b * t + n]);
+        for (i, row) in p[..t * n].chunks_mut(n.max(1)).enumerate() {
+            let seen = if self.causal { (i + 1).min(n) } else { n };
             ops::softmax_in_place(&mut row[..seen], bias.map(|bias| &bias[..seen]));
             row[seen..].fill(0.0);
         }
@@ -165,12 +179,13 @@ impl CustomOp3 for AttentionOp {
         let width = heads * dh;
         let mut out = vec![0f32; b * t * width];
         out.par_chunks_mut((t * width).max(1)).enumerate().for_each(|(seq, out)| {
-            let mut p = vec![0f32; t * t];
+            let n = self.visible_keys(seq, t);
+            let mut p = vec![0f32; t * n];
             for h in 0..heads {
                 let g = h / rep;
-                self.probabilities(&mut p, head(q, l1, seq, h), head(k, l2, seq, g), seq);
+                self.probabilities(&mut p, head(q, l1, seq, h), head(k, l2, seq, g).top(n), seq);
                 // O (T × dh) into columns h·dh.. of this sequence's rows.
-                matmul(out, h * dh, width, Mat::dense(&p, t, t), head(v, l3, seq, g), Gemm::SET);
+                matmul(out, h * dh, width, Mat::dense(&p, t, n), head(v, l3, seq, g).top(n), Gemm::SET);
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((b, t, width))))
@@ -203,8 +218,11 @@ impl CustomOp3 for AttentionOp {
                             .zip(dk.par_chunks_mut(chunk(kv_width)).zip(dv.par_chunks_mut(chunk(kv_width))))
                             .enumerate()
                             .for_each(|(seq, (dq, (dk, dv)))| {
-                                let mut p = vec![0f32; t * t];
-                                let mut ds = vec![0f32; t * t];
+                                // Keys past `n` get no weight, so no gradient: their
+                                // rows of dk and dv stay 0.
+                                let n = self.visible_keys(seq, t);
+                                let mut p = vec![0f32; t * n];
+                                let mut ds = vec![0f32; t * n];
                                 let d_o = |h: usize| Mat {
                                     data: dout,
                                     offset: seq * t * width + h * dh,
@@ -216,10 +234,13 @@ impl CustomOp3 for AttentionOp {
                                 for h in 0..heads {
                                     let g = h / rep;
                                     let first_of_group = h % rep == 0;
-                                    let (qh, kh, vh) =
-                                        (head(qs, lq, seq, h), head(ks, lk, seq, g), head(vs, lv, seq, g));
+                                    let (qh, kh, vh) = (
+                                        head(qs, lq, seq, h),
+                                        head(ks, lk, seq, g).top(n),
+                                        head(vs, lv, seq, g).top(n),
+                                    );
                                     self.probabilities(&mut p, qh, kh, seq);
-                                    let pm = Mat::dense(&p, t, t);
+                                    let pm = Mat::dense(&p, t, n);
                                     matmul(
                                         dv,
                                         g * dh,
@@ -228,11 +249,11 @@ impl CustomOp3 for AttentionOp {
                                         d_o(h),
                                         Gemm { accumulate: !first_of_group, ..Gemm::SET },
                                     );
-                                    matmul(&mut ds, 0, t, d_o(h), vh.t(), Gemm::SET);
-                                    for (ds_row, p_row) in ds.chunks_mut(t).zip(p.chunks(t)) {
+                                    matmul(&mut ds, 0, n, d_o(h), vh.t(), Gemm::SET);
+                                    for (ds_row, p_row) in ds.chunks_mut(n.max(1)).zip(p.chunks(n.max(1))) {
                                         ops::softmax_backward_in_place(ds_row, p_row, self.scale);
                                     }
-                                    let dsm = Mat::dense(&ds, t, t);
+                                    let dsm = Mat::dense(&ds, t, n);
                                     matmul(dq, h * dh, width, dsm, kh, Gemm::SET);
                                     matmul(
                                         dk,
@@ -301,8 +322,10 @@ mod tests {
 
     #[test]
     fn fused_attention_with_padding_matches_candle_ops() {
-        // Sequence 1 has its last two positions padded.
+        // Sequence 1 has its last two positions padded (skipped); sequence 0 has a masked key
+        // in the middle (kept, with its bias).
         let mut bias = vec![0f32; 2 * 7];
+        bias[2] = -1e9;
         bias[12] = -1e9;
         bias[13] = -1e9;
         let bias = Tensor::from_vec(bias, (2, 7), &Device::Cpu).unwrap();
