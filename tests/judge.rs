@@ -469,14 +469,18 @@ fn ratings_equal_the_reference_implementation() {
         cases.len()
     );
     assert!(worst_f32 <= 1e-4, "f32 weights vs transformers: max |Δ| {worst_f32}");
-    // The judge issue's goal for kept-quantised weights is 0.05. Measured: 0.055 against
-    // llama.cpp and 0.054 against transformers' f32, while llama.cpp itself differs from
-    // transformers by up to 0.064 on these prompts: two Q4_1 implementations (activation
-    // rounding, llama.cpp's f16 KV cache) disagree about as much as either does with f32 on
-    // this 135M model. The goal is not met; these bounds pin the measured accuracy so that
-    // a regression shows.
-    assert!(worst_vs_llama_cpp <= 0.06, "kept-quantised weights vs llama.cpp: max |Δ| {worst_vs_llama_cpp}");
-    assert!(worst_quantized <= 0.06, "kept-quantised weights vs transformers: max |Δ| {worst_quantized}");
+    // The judge issue's goal for kept-quantised weights is 0.05; it is not met. llama.cpp
+    // itself differs from transformers by up to 0.064 on these prompts: two Q4_1
+    // implementations (activation rounding to 8 bits, llama.cpp's f16 KV cache) disagree
+    // about as much as either does with f32 on this 135M model. Kept-quantised ratings are
+    // also unstable under f32 rounding: with candle's ops for attention, scaling the scores
+    // by 1 + 2e-7 moved these maxima from 0.055 and 0.054 to 0.046 and 0.068 (a different
+    // activation rounds to a different 8-bit value somewhere in 30 layers). The fused
+    // attention kernel, whose products sum in another order, measures 0.093 and 0.066. So
+    // these bounds catch a broken quantised path, not a rounding change; the f32 bound
+    // above is the tight one.
+    assert!(worst_vs_llama_cpp <= 0.1, "kept-quantised weights vs llama.cpp: max |Δ| {worst_vs_llama_cpp}");
+    assert!(worst_quantized <= 0.1, "kept-quantised weights vs transformers: max |Δ| {worst_quantized}");
 }
 
 /// The rule-first layout (the paper's order) asks the question turn before the sample turn,

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! `in.json`: `{"model": PATH, "precision": "f32"|"quantized"|"auto", "samples": [Sample...],
-//! "questions": [String...], "repeats": N}`. For each method it runs every question about
+//! "questions": [String...], "repeats": N}`, optionally `"methods": ["prefix_batched", ...]`
+//! to run only those. For each method it runs every question about
 //! every sample and writes the seconds (best of `repeats`), the tokens the model ran and the
 //! score P(yes) − P(no) of every (sample, question), plus the prompt's token ids (so the
 //! other implementations run exactly the same tokens):
@@ -79,7 +80,12 @@ fn main() {
         f64::from(j.p_yes) - f64::from(j.p_no)
     };
     let mut methods = serde_json::Map::new();
+    // Optional `"methods": [...]` in in.json runs only those (for profiling one of them).
+    let only: Option<Vec<String>> = serde_json::from_value(spec["methods"].clone()).ok();
     for method in ["full", "prefix", "prefix_batched", "batched_x2"] {
+        if only.as_ref().is_some_and(|only| !only.iter().any(|m| m == method)) {
+            continue;
+        }
         let mut best = f64::INFINITY;
         let mut scores = Vec::new();
         for _ in 0..repeats {

@@ -14,6 +14,7 @@ pub mod device;
 pub mod eval;
 pub mod jsonl;
 pub mod judge;
+pub mod kernels;
 pub mod label;
 pub mod labeling;
 pub mod market;

@@ -41,6 +41,7 @@
 //! to trade the speed for the paper's order.
 
 pub mod answer;
+mod attention;
 mod cache;
 mod candle;
 mod error;

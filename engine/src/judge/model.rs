@@ -227,10 +227,11 @@ impl Transformer {
             let is_last = c + 1 == chunks.len();
             let ids = Tensor::new(*piece, &self.device)?;
             let mut h = self.embed.index_select(&ids, 0)?.unsqueeze(0)?;
-            let mask = causal_mask(&[piece.len()], &self.device)?;
+            let lens = [piece.len()];
+            let segments = Segments::new(&lens, &self.device)?;
             let rope = (self.cos.narrow(0, pos, piece.len())?, self.sin.narrow(0, pos, piece.len())?);
             for (block, kv) in self.blocks.iter().zip(blocks.iter_mut()) {
-                h = self.block(block, h, &rope, mask.as_ref(), kv, !is_last || want_cache)?;
+                h = self.block(block, h, &rope, &segments, kv, !is_last || want_cache)?;
             }
             pos += piece.len();
             if is_last {
@@ -271,12 +272,12 @@ impl Transformer {
             lens.iter().flat_map(|&len| (past.len()..past.len() + len).map(|p| p as u32)).collect();
         let positions = Tensor::new(positions.as_slice(), &self.device)?;
         let rope = (self.cos.index_select(&positions, 0)?, self.sin.index_select(&positions, 0)?);
-        let mask = causal_mask(&lens, &self.device)?;
+        let segments = Segments::new(&lens, &self.device)?;
         let ids = Tensor::new(tokens.as_slice(), &self.device)?;
         let mut h = self.embed.index_select(&ids, 0)?.unsqueeze(0)?;
         let mut blocks = past.layers.clone();
         for (block, kv) in self.blocks.iter().zip(blocks.iter_mut()) {
-            h = self.block(block, h, &rope, mask.as_ref(), kv, false)?;
+            h = self.block(block, h, &rope, &segments, kv, false)?;
         }
         let lasts: Vec<u32> = lens
             .iter()
@@ -297,33 +298,32 @@ impl Transformer {
         block: &Block,
         h: Tensor,
         rope: &(Tensor, Tensor),
-        mask: Option<&Tensor>,
+        segments: &Segments,
         kv: &mut Vec<(Tensor, Tensor)>,
         keep: bool,
     ) -> candle_core::Result<Tensor> {
         let eps = self.cfg.rms_eps as f32;
         let x = candle_nn::ops::rms_norm(&h, &block.attn_norm, eps)?;
-        let h = (self.attention(block, &x, rope, mask, kv, keep)? + h)?;
+        let h = (self.attention(block, &x, rope, segments, kv, keep)? + h)?;
         let x = candle_nn::ops::rms_norm(&h, &block.ffn_norm, eps)?;
         let m = block.down.forward(&(candle_nn::ops::silu(&block.gate.forward(&x)?)? * block.up.forward(&x)?)?)?;
         m + h
     }
 
     /// Self-attention of `x` (`(1, s, hidden)`, RoPE tables `rope` of its positions) over the
-    /// cached blocks and itself (through the additive `mask`, `(s, s)`); appends its keys and
-    /// values to `kv` when `keep`.
+    /// cached blocks and itself (each of its `segments` causal over itself); appends its keys
+    /// and values to `kv` when `keep`.
     fn attention(
         &self,
         block: &Block,
         x: &Tensor,
         rope: &(Tensor, Tensor),
-        mask: Option<&Tensor>,
+        segments: &Segments,
         kv: &mut Vec<(Tensor, Tensor)>,
         keep: bool,
     ) -> candle_core::Result<Tensor> {
         let (_, s, _) = x.dims3()?;
         let cfg = &self.cfg;
-        let rep = cfg.heads / cfg.kv_heads;
         let q = block.q.forward(x)?.reshape((1, s, cfg.heads, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
         let k = block.k.forward(x)?.reshape((1, s, cfg.kv_heads, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
         let v = block.v.forward(x)?.reshape((1, s, cfg.kv_heads, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
@@ -333,46 +333,80 @@ impl Transformer {
         } else {
             (candle_nn::rotary_emb::rope(&q, cos, sin)?, candle_nn::rotary_emb::rope(&k, cos, sin)?)
         };
-        // Grouped-query attention without repeating k and v: the `rep` query heads of a kv
-        // head become `rep * s` rows against that kv head.
-        let q = (q * (1.0 / (cfg.head_dim as f64).sqrt()))?.reshape((1, cfg.kv_heads, rep * s, cfg.head_dim))?;
-
-        let mut scores = Vec::with_capacity(kv.len() + 1);
-        for (k_past, _) in kv.iter() {
-            scores.push(q.matmul(&k_past.t()?)?);
-        }
-        let own = q.matmul(&k.t()?)?;
-        let own = match mask {
-            Some(mask) => own.reshape((1, cfg.kv_heads, rep, s, s))?.broadcast_add(mask)?.reshape((
-                1,
-                cfg.kv_heads,
-                rep * s,
-                s,
-            ))?,
-            None => own,
+        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
+        let y = match super::attention::attention(&q, kv, &k, &v, segments.lens, scale as f32)? {
+            Some(y) => y,
+            None => composed_attention(&q, kv, &k, &v, segments, scale)?,
         };
-        scores.push(own);
-        let probs = candle_nn::ops::softmax_last_dim(&Tensor::cat(&scores, D::Minus1)?)?;
-
-        let mut y: Option<Tensor> = None;
-        let mut offset = 0;
-        for (_, v_block) in kv.iter().map(|(k, v)| (k, v)).chain(std::iter::once((&k, &v))) {
-            let len = v_block.dim(2)?;
-            let p = probs.narrow(D::Minus1, offset, len)?.contiguous()?;
-            let part = p.matmul(v_block)?;
-            y = Some(match y {
-                Some(y) => (y + part)?,
-                None => part,
-            });
-            offset += len;
-        }
         if keep {
             kv.push((k, v));
         }
-        let Some(y) = y else { candle_core::bail!("attention over no keys") };
-        let y =
-            y.reshape((1, cfg.heads, s, cfg.head_dim))?.transpose(1, 2)?.reshape((1, s, cfg.heads * cfg.head_dim))?;
         block.o.forward(&y)
+    }
+}
+
+/// [`super::attention::attention`] with candle's ops, for the devices that kernel does not
+/// cover (CUDA): the same arguments and result, the branches' masking through an additive
+/// mask over all n new positions. Grouped-query attention without repeating k and v: the
+/// `rep` query heads of a kv head become `rep · n` rows against that kv head.
+fn composed_attention(
+    q: &Tensor,
+    past: &[(Tensor, Tensor)],
+    k: &Tensor,
+    v: &Tensor,
+    segments: &Segments,
+    scale: f64,
+) -> candle_core::Result<Tensor> {
+    let (_, heads, s, head_dim) = q.dims4()?;
+    let kv_heads = k.dim(1)?;
+    let rep = heads / kv_heads;
+    let q = (q * scale)?.reshape((1, kv_heads, rep * s, head_dim))?;
+    let mut scores = Vec::with_capacity(past.len() + 1);
+    for (k_past, _) in past {
+        scores.push(q.matmul(&k_past.t()?)?);
+    }
+    let own = q.matmul(&k.t()?)?;
+    let mask = match &segments.mask {
+        Some(mask) => Some(mask.clone()),
+        None => causal_mask(segments.lens, q.device())?,
+    };
+    let own = match mask {
+        Some(mask) => {
+            own.reshape((1, kv_heads, rep, s, s))?.broadcast_add(&mask)?.reshape((1, kv_heads, rep * s, s))?
+        }
+        None => own,
+    };
+    scores.push(own);
+    let probs = candle_nn::ops::softmax_last_dim(&Tensor::cat(&scores, D::Minus1)?)?;
+
+    let mut y: Option<Tensor> = None;
+    let mut offset = 0;
+    for v_block in past.iter().map(|(_, v)| v).chain(std::iter::once(v)) {
+        let len = v_block.dim(2)?;
+        let p = probs.narrow(D::Minus1, offset, len)?.contiguous()?;
+        let part = p.matmul(v_block)?;
+        y = Some(match y {
+            Some(y) => (y + part)?,
+            None => part,
+        });
+        offset += len;
+    }
+    let Some(y) = y else { candle_core::bail!("attention over no keys") };
+    y.reshape((1, heads, s, head_dim))?.transpose(1, 2)?.reshape((1, s, heads * head_dim))
+}
+
+/// The new positions of one forward pass: consecutive branches of `lens` tokens, each causal
+/// over itself. `mask` is the same as an additive (n, n) mask, made up front only for the
+/// devices where attention runs on candle's ops (see [`super::attention`]).
+struct Segments<'a> {
+    lens: &'a [usize],
+    mask: Option<Tensor>,
+}
+
+impl<'a> Segments<'a> {
+    fn new(lens: &'a [usize], device: &Device) -> candle_core::Result<Segments<'a>> {
+        let mask = if device.is_cpu() { None } else { causal_mask(lens, device)? };
+        Ok(Segments { lens, mask })
     }
 }
 
@@ -1206,6 +1240,27 @@ mod tests {
             [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1]].map(Vec::from)
         );
         assert!(causal_mask(&[1], &Device::Cpu).unwrap().is_none());
+    }
+
+    #[test]
+    fn fused_branch_attention_matches_candle_ops() {
+        // 6 query heads over 2 kv heads, two cached blocks (4 and 2 positions), three
+        // branches of 3, 1 and 2 new positions; and one branch with no cache (a prefill).
+        let mut rng = crate::reward::rng::SplitMix64::new(9);
+        let mut random = |shape: (usize, usize, usize, usize)| {
+            let n = shape.0 * shape.1 * shape.2 * shape.3;
+            Tensor::from_vec((0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
+        };
+        let past = [(random((1, 2, 4, 8)), random((1, 2, 4, 8))), (random((1, 2, 2, 8)), random((1, 2, 2, 8)))];
+        let (q, k, v) = (random((1, 6, 6, 8)), random((1, 2, 6, 8)), random((1, 2, 6, 8)));
+        for (past, lens) in [(&past[..], &[3usize, 1, 2][..]), (&[][..], &[6][..])] {
+            let segments = Segments { lens, mask: None };
+            let fused = super::super::attention::attention(&q, past, &k, &v, lens, 0.3).unwrap().unwrap();
+            let reference = composed_attention(&q, past, &k, &v, &segments, 0.3).unwrap();
+            assert_eq!(fused.dims(), &[1, 6, 48]);
+            let diff = (fused - reference).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        }
     }
 
     #[test]

@@ -28,7 +28,8 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::ops::{self, Gemm, Mat, matmul, with_storage};
+use super::ops;
+use crate::kernels::{Gemm, Mat, f32_slice, matmul, softmax_backward_in_place, softmax_in_place, with_storage};
 
 /// Which keys each query sees.
 #[derive(Clone, Copy, Debug)]
@@ -110,15 +111,7 @@ struct AttentionOp {
 
 /// Head `h` of sequence `b` of a (B, heads, T, head_dim) view: a T × head_dim matrix.
 fn head<'a>(data: &'a [f32], layout: &Layout, b: usize, h: usize) -> Mat<'a> {
-    let (dims, stride) = (layout.dims(), layout.stride());
-    Mat {
-        data,
-        offset: layout.start_offset() + b * stride[0] + h * stride[1],
-        rows: dims[2],
-        cols: dims[3],
-        rs: stride[2],
-        cs: stride[3],
-    }
+    Mat::of_4d(data, layout, b, h).expect("shapes checked by AttentionOp::check")
 }
 
 impl AttentionOp {
@@ -140,7 +133,7 @@ impl AttentionOp {
         let bias = self.key_bias.as_ref().map(|bias| &bias[b * t..b * t + n]);
         for (i, row) in p[..t * n].chunks_mut(n.max(1)).enumerate() {
             let seen = if self.causal { (i + 1).min(n) } else { n };
-            ops::softmax_in_place(&mut row[..seen], bias.map(|bias| &bias[..seen]));
+            softmax_in_place(&mut row[..seen], bias.map(|bias| &bias[..seen]));
             row[seen..].fill(0.0);
         }
     }
@@ -172,8 +165,7 @@ impl CustomOp3 for AttentionOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) =
-            (ops::f32_slice(s1, "attention")?, ops::f32_slice(s2, "attention")?, ops::f32_slice(s3, "attention")?);
+        let (q, k, v) = (f32_slice(s1, "attention")?, f32_slice(s2, "attention")?, f32_slice(s3, "attention")?);
         let (b, t) = self.check(l1, l2, l3)?;
         let (heads, dh, rep) = (self.heads, self.head_dim, self.heads / self.kv_heads);
         let width = heads * dh;
@@ -183,9 +175,9 @@ impl CustomOp3 for AttentionOp {
             let mut p = vec![0f32; t * n];
             for h in 0..heads {
                 let g = h / rep;
-                self.probabilities(&mut p, head(q, l1, seq, h), head(k, l2, seq, g).top(n), seq);
+                self.probabilities(&mut p, head(q, l1, seq, h), head(k, l2, seq, g).rows(0, n), seq);
                 // O (T × dh) into columns h·dh.. of this sequence's rows.
-                matmul(out, h * dh, width, Mat::dense(&p, t, n), head(v, l3, seq, g).top(n), Gemm::SET);
+                matmul(out, h * dh, width, Mat::dense(&p, t, n), head(v, l3, seq, g).rows(0, n), Gemm::SET);
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((b, t, width))))
@@ -236,8 +228,8 @@ impl CustomOp3 for AttentionOp {
                                     let first_of_group = h % rep == 0;
                                     let (qh, kh, vh) = (
                                         head(qs, lq, seq, h),
-                                        head(ks, lk, seq, g).top(n),
-                                        head(vs, lv, seq, g).top(n),
+                                        head(ks, lk, seq, g).rows(0, n),
+                                        head(vs, lv, seq, g).rows(0, n),
                                     );
                                     self.probabilities(&mut p, qh, kh, seq);
                                     let pm = Mat::dense(&p, t, n);
@@ -251,7 +243,7 @@ impl CustomOp3 for AttentionOp {
                                     );
                                     matmul(&mut ds, 0, n, d_o(h), vh.t(), Gemm::SET);
                                     for (ds_row, p_row) in ds.chunks_mut(n.max(1)).zip(p.chunks(n.max(1))) {
-                                        ops::softmax_backward_in_place(ds_row, p_row, self.scale);
+                                        softmax_backward_in_place(ds_row, p_row, self.scale);
                                     }
                                     let dsm = Mat::dense(&ds, t, n);
                                     matmul(dq, h * dh, width, dsm, kh, Gemm::SET);
