@@ -19,8 +19,9 @@
 //! read too. RoPE is HF's default (`rotate_half`, `rope_theta`) or `rope_scaling` of type
 //! `llama3`; other scalings are refused by name rather than computed wrongly.
 //!
-//! Everything is built from candle's differentiable operations (and the engine's softmax,
-//! which has its own backward pass), so the trainer backpropagates through it unchanged.
+//! Everything is built from candle's differentiable operations and the engine's attention op
+//! ([`super::attention`], causal and grouped, with its own backward pass), so the trainer
+//! backpropagates through it unchanged.
 //! Batches are padded on the right, so with the causal mask a real token never attends to
 //! padding and no padding mask is needed. Weights are kept in f32 whatever the checkpoint's
 //! dtype.
@@ -31,8 +32,8 @@ use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::RewardError;
+use super::attention::{Mask, attention};
 use super::bert::Params;
-use super::ops;
 
 /// The fields of a Llama/Qwen2 `config.json` that the computation needs (the export keeps
 /// the rest verbatim).
@@ -318,11 +319,7 @@ impl Decoder {
             let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
             x.broadcast_mul(&cos)?.add(&rotated.broadcast_mul(&sin)?)
         };
-        let mask: Vec<f32> =
-            (0..t).flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })).collect();
-        let mask = Tensor::from_vec(mask, (1, 1, t, t), device)?;
         let scale = 1.0 / (dh as f64).sqrt();
-        let rep = heads / kv_heads;
 
         let mut x = self.embed.embedding(&input_ids.flatten_all()?)?; // (B·T, H)
         for layer in &self.layers {
@@ -333,17 +330,10 @@ impl Decoder {
             let q = rope(&split(layer.q.forward(&normed)?, heads)?)?;
             let k = rope(&split(layer.k.forward(&normed)?, kv_heads)?)?;
             let v = split(layer.v.forward(&normed)?, kv_heads)?;
-            // Grouped heads: each k/v head serves `rep` query heads.
-            let expand = |y: Tensor| -> candle_core::Result<Tensor> {
-                if rep == 1 {
-                    return Ok(y);
-                }
-                y.unsqueeze(2)?.broadcast_as((b, kv_heads, rep, t, dh))?.contiguous()?.reshape((b, heads, t, dh))
-            };
-            let (k, v) = (expand(k)?, expand(v)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let probs = ops::softmax_last_dim(&scores)?;
-            let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b * t, heads * dh))?;
+            // Grouped heads (each k/v head serves heads / kv_heads query heads) and the causal
+            // mask are the attention op's.
+            let causal = Mask { key_bias: None, causal: true };
+            let context = attention(&q, &k, &v, causal, scale)?.reshape((b * t, heads * dh))?;
             x = (x + layer.o.forward(&context)?)?;
             let normed = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
             let inner = layer.gate.forward(&normed)?.silu()?.mul(&layer.up.forward(&normed)?)?;
