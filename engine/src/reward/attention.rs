@@ -21,6 +21,9 @@
 //! heads than queries (grouped-query attention, each serving `heads / kv_heads` query
 //! heads). The output is (B, T, heads · head_dim), the layout the output projection reads.
 //! Masks: a per-key bias (0 for tokens, −1e9 for padding, as HF's BERT adds) and/or causal.
+//! A sequence's trailing masked keys (right padding) are skipped, not computed: their
+//! weight is exactly 0 either way. Each sequence is one rayon task writing its own rows, so
+//! results do not depend on scheduling (exact resume relies on that).
 //!
 //! On other devices or dtypes [`attention`] is the same computation from candle's ops,
 //! which is also what the tests compare the fused op against.
