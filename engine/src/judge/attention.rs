@@ -64,6 +64,8 @@ pub(super) fn attention(
             _ => candle_core::bail!("judge attention: a tensor left the CPU"),
         }
     }
+    // Head h of tensor i, in the order of `tensors`: 0 q, 1 k, 2 v, then 3 + 2j and 4 + 2j
+    // for cache block j's keys and values.
     let matrix = |i: usize, h: usize| Mat::of_4d(views[i].0, views[i].1, 0, h);
     let starts: Vec<usize> = lens.iter().scan(0, |at, &len| Some(std::mem::replace(at, *at + len))).collect();
     let cached: usize = past.iter().map(|(k, _)| k.dim(2)).sum::<Result<usize>>()?;
