@@ -33,10 +33,12 @@ ours() { # $1 = bucket
     --epochs 1 --batch-size "$BATCH" --max-len "$MAX_LEN" --threads "$THREADS" --checkpoint-every 0 \
     --bucket "$1" --quiet | sed -n 's/.* \([0-9.]*\) pairs\/s$/\1/p'
 }
-torch_run() {
+torch_run() { # transformers' warnings go to a file, shown only if the run fails
   OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PY" scripts/rm_reference.py bench --model "$MODEL" \
     --data "$work/pairs.jsonl" --batch-size "$BATCH" --max-len "$MAX_LEN" --threads "$THREADS" \
-    --steps $(( PAIRS / BATCH - 1 )) --warmup 1 2>/dev/null | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["pairs_per_s"])'
+    --steps $(( PAIRS / BATCH - 1 )) --warmup 1 > "$work/torch.json" 2> "$work/torch.err" \
+    || { cat "$work/torch.err" >&2; return 1; }
+  python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["pairs_per_s"])' < "$work/torch.json"
 }
 bucketed=() unbucketed=() torch=()
 for round in $(seq "$ROUNDS"); do

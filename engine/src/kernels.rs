@@ -8,6 +8,7 @@
 use candle_core::backend::BackendStorage as _;
 use candle_core::{CpuStorage, Layout, Result, Tensor};
 
+/// The values of an f32 CPU storage; an error naming `what` for any other dtype.
 pub fn f32_slice<'a>(storage: &'a CpuStorage, what: &str) -> Result<&'a [f32]> {
     match storage {
         CpuStorage::F32(data) => Ok(data),
@@ -15,13 +16,18 @@ pub fn f32_slice<'a>(storage: &'a CpuStorage, what: &str) -> Result<&'a [f32]> {
     }
 }
 
-/// Runs `f` on a CPU f32 tensor's values as laid out in its storage (any strides).
-pub fn with_storage<R>(x: &Tensor, f: impl FnOnce(&[f32], &Layout) -> Result<R>) -> Result<R> {
-    let (storage, layout) = x.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(cpu) => f(f32_slice(cpu, "fused op")?, layout),
-        _ => candle_core::bail!("fused ops run on the CPU only"),
+/// Runs `f` on the values of CPU f32 tensors as laid out in their storage (any strides), one
+/// `(values, layout)` per tensor in order. The storages stay borrowed while `f` runs.
+pub fn with_storages<R>(tensors: &[&Tensor], f: impl FnOnce(&[(&[f32], &Layout)]) -> Result<R>) -> Result<R> {
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let mut views = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        match &**storage {
+            candle_core::Storage::Cpu(cpu) => views.push((f32_slice(cpu, "fused op")?, *layout)),
+            _ => candle_core::bail!("fused ops run on the CPU only"),
+        }
     }
+    f(&views)
 }
 
 /// An f32 matrix inside a slice: element (i, j) is `data[offset + i·rs + j·cs]`.

@@ -18,10 +18,10 @@
 //! kv_heads). On other devices or dtypes [`attention`] answers `None` and the caller uses
 //! candle's ops.
 
-use candle_core::{DType, Layout, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::kernels::{Gemm, Mat, f32_slice, matmul, softmax_in_place};
+use crate::kernels::{Gemm, Mat, matmul, softmax_in_place, with_storages};
 
 /// Attention of queries `q` (1, heads, n, head_dim) over the cached blocks `past` (each
 /// `(k, v)` of shape (1, kv_heads, len, head_dim)) and the new keys and values `k`, `v`
@@ -55,61 +55,58 @@ pub(super) fn attention(
             candle_core::bail!("judge attention: a cached block {:?} does not fit k {:?}", pk.dims(), k.dims());
         }
     }
-    // Borrow every tensor's storage for the duration of the kernel.
-    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-    let mut views: Vec<(&[f32], &Layout)> = Vec::with_capacity(guards.len());
-    for (storage, layout) in &guards {
-        match &**storage {
-            candle_core::Storage::Cpu(cpu) => views.push((f32_slice(cpu, "judge attention")?, layout)),
-            _ => candle_core::bail!("judge attention: a tensor left the CPU"),
-        }
-    }
-    // Head h of tensor i, in the order of `tensors`: 0 q, 1 k, 2 v, then 3 + 2j and 4 + 2j
-    // for cache block j's keys and values.
-    let matrix = |i: usize, h: usize| Mat::of_4d(views[i].0, views[i].1, 0, h);
     let starts: Vec<usize> = lens.iter().scan(0, |at, &len| Some(std::mem::replace(at, *at + len))).collect();
     let cached: usize = past.iter().map(|(k, _)| k.dim(2)).sum::<Result<usize>>()?;
     let rep = heads / kv_heads;
-
     // One task per (branch, head): its output rows, (len × head_dim).
     let tasks: Vec<(usize, usize)> = (0..lens.len()).flat_map(|b| (0..heads).map(move |h| (b, h))).collect();
-    let parts: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(b, h)| -> Result<Vec<f32>> {
-            let (start, len, g) = (starts[b], lens[b], h / rep);
-            let width = cached + len;
-            let qm = matrix(0, h)?.rows(start, len);
-            // Scores against the cache blocks, then the branch's own keys, side by side.
-            let mut s = vec![0f32; len * width];
-            let mut col = 0;
-            for block in 0..past.len() {
-                let km = matrix(3 + 2 * block, g)?;
-                matmul(&mut s, col, width, qm, km.t(), Gemm { alpha: scale, ..Gemm::SET });
-                col += km.rows;
-            }
-            matmul(&mut s, cached, width, qm, matrix(1, g)?.rows(start, len).t(), Gemm { alpha: scale, ..Gemm::SET });
-            for (i, row) in s.chunks_mut(width).enumerate() {
-                let seen = cached + i + 1;
-                softmax_in_place(&mut row[..seen], None);
-                row[seen..].fill(0.0);
-            }
-            // The weighted values, block by block.
-            let sm = Mat::dense(&s, len, width);
-            let mut out = vec![0f32; len * dh];
-            let mut col = 0;
-            for block in 0..past.len() {
-                let vm = matrix(4 + 2 * block, g)?;
-                let how = Gemm { accumulate: col > 0, ..Gemm::SET };
-                matmul(&mut out, 0, dh, sm.cols(col, vm.rows), vm, how);
-                col += vm.rows;
-            }
-            let vm = matrix(2, g)?.rows(start, len);
-            matmul(&mut out, 0, dh, sm.cols(cached, len), vm, Gemm { accumulate: cached > 0, ..Gemm::SET });
-            Ok(out)
-        })
-        .collect::<Result<_>>()?;
-    drop(views);
-    drop(guards);
+    let parts: Vec<Vec<f32>> = with_storages(&tensors, |views| {
+        // Head h of tensor i, in the order of `tensors`: 0 q, 1 k, 2 v, then 3 + 2j and 4 + 2j
+        // for cache block j's keys and values.
+        let matrix = |i: usize, h: usize| Mat::of_4d(views[i].0, views[i].1, 0, h);
+        tasks
+            .par_iter()
+            .map(|&(b, h)| -> Result<Vec<f32>> {
+                let (start, len, g) = (starts[b], lens[b], h / rep);
+                let width = cached + len;
+                let qm = matrix(0, h)?.rows(start, len);
+                // Scores against the cache blocks, then the branch's own keys, side by side.
+                let mut s = vec![0f32; len * width];
+                let mut col = 0;
+                for block in 0..past.len() {
+                    let km = matrix(3 + 2 * block, g)?;
+                    matmul(&mut s, col, width, qm, km.t(), Gemm { alpha: scale, ..Gemm::SET });
+                    col += km.rows;
+                }
+                matmul(
+                    &mut s,
+                    cached,
+                    width,
+                    qm,
+                    matrix(1, g)?.rows(start, len).t(),
+                    Gemm { alpha: scale, ..Gemm::SET },
+                );
+                for (i, row) in s.chunks_mut(width).enumerate() {
+                    let seen = cached + i + 1;
+                    softmax_in_place(&mut row[..seen], None);
+                    row[seen..].fill(0.0);
+                }
+                // The weighted values, block by block.
+                let sm = Mat::dense(&s, len, width);
+                let mut out = vec![0f32; len * dh];
+                let mut col = 0;
+                for block in 0..past.len() {
+                    let vm = matrix(4 + 2 * block, g)?;
+                    let how = Gemm { accumulate: col > 0, ..Gemm::SET };
+                    matmul(&mut out, 0, dh, sm.cols(col, vm.rows), vm, how);
+                    col += vm.rows;
+                }
+                let vm = matrix(2, g)?.rows(start, len);
+                matmul(&mut out, 0, dh, sm.cols(cached, len), vm, Gemm { accumulate: cached > 0, ..Gemm::SET });
+                Ok(out)
+            })
+            .collect::<Result<_>>()
+    })?;
 
     let width = heads * dh;
     let mut y = vec![0f32; n * width];

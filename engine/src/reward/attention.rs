@@ -32,7 +32,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::ops;
-use crate::kernels::{Gemm, Mat, f32_slice, matmul, softmax_backward_in_place, softmax_in_place, with_storage};
+use crate::kernels::{Gemm, Mat, f32_slice, matmul, softmax_backward_in_place, softmax_in_place, with_storages};
 
 /// Which keys each query sees.
 #[derive(Clone, Copy, Debug)]
@@ -201,69 +201,49 @@ impl CustomOp3 for AttentionOp {
         let mut dq = vec![0f32; b * t * width];
         let mut dk = vec![0f32; b * t * kv_width];
         let mut dv = vec![0f32; b * t * kv_width];
-        with_storage(q, |qs, lq| {
-            with_storage(k, |ks, lk| {
-                with_storage(v, |vs, lv| {
-                    with_storage(&dout, |gs, lg| {
-                        let dout = &gs[lg.start_offset()..lg.start_offset() + b * t * width];
-                        // Per sequence: dq, dk, dv in (T, heads, dh) order, the layout of
-                        // the forward's output, so each sequence owns one chunk of each.
-                        let chunk = |n: usize| (t * n).max(1);
-                        dq.par_chunks_mut(chunk(width))
-                            .zip(dk.par_chunks_mut(chunk(kv_width)).zip(dv.par_chunks_mut(chunk(kv_width))))
-                            .enumerate()
-                            .for_each(|(seq, (dq, (dk, dv)))| {
-                                // Keys past `n` get no weight, so no gradient: their
-                                // rows of dk and dv stay 0.
-                                let n = self.visible_keys(seq, t);
-                                let mut p = vec![0f32; t * n];
-                                let mut ds = vec![0f32; t * n];
-                                let d_o = |h: usize| Mat {
-                                    data: dout,
-                                    offset: seq * t * width + h * dh,
-                                    rows: t,
-                                    cols: dh,
-                                    rs: width,
-                                    cs: 1,
-                                };
-                                for h in 0..heads {
-                                    let g = h / rep;
-                                    let first_of_group = h % rep == 0;
-                                    let (qh, kh, vh) = (
-                                        head(qs, lq, seq, h),
-                                        head(ks, lk, seq, g).rows(0, n),
-                                        head(vs, lv, seq, g).rows(0, n),
-                                    );
-                                    self.probabilities(&mut p, qh, kh, seq);
-                                    let pm = Mat::dense(&p, t, n);
-                                    matmul(
-                                        dv,
-                                        g * dh,
-                                        kv_width,
-                                        pm.t(),
-                                        d_o(h),
-                                        Gemm { accumulate: !first_of_group, ..Gemm::SET },
-                                    );
-                                    matmul(&mut ds, 0, n, d_o(h), vh.t(), Gemm::SET);
-                                    for (ds_row, p_row) in ds.chunks_mut(n.max(1)).zip(p.chunks(n.max(1))) {
-                                        softmax_backward_in_place(ds_row, p_row, self.scale);
-                                    }
-                                    let dsm = Mat::dense(&ds, t, n);
-                                    matmul(dq, h * dh, width, dsm, kh, Gemm::SET);
-                                    matmul(
-                                        dk,
-                                        g * dh,
-                                        kv_width,
-                                        dsm.t(),
-                                        qh,
-                                        Gemm { accumulate: !first_of_group, ..Gemm::SET },
-                                    );
-                                }
-                            });
-                        Ok(())
-                    })
-                })
-            })
+        with_storages(&[q, k, v, &dout], |views| {
+            let [(qs, lq), (ks, lk), (vs, lv), (gs, lg)] = *views else {
+                candle_core::bail!("attention: four tensors expected")
+            };
+            let dout = &gs[lg.start_offset()..lg.start_offset() + b * t * width];
+            // Per sequence: dq, dk, dv in (T, heads, dh) order, the layout of
+            // the forward's output, so each sequence owns one chunk of each.
+            let chunk = |n: usize| (t * n).max(1);
+            dq.par_chunks_mut(chunk(width))
+                .zip(dk.par_chunks_mut(chunk(kv_width)).zip(dv.par_chunks_mut(chunk(kv_width))))
+                .enumerate()
+                .for_each(|(seq, (dq, (dk, dv)))| {
+                    // Keys past `n` get no weight, so no gradient: their
+                    // rows of dk and dv stay 0.
+                    let n = self.visible_keys(seq, t);
+                    let mut p = vec![0f32; t * n];
+                    let mut ds = vec![0f32; t * n];
+                    let d_o = |h: usize| Mat {
+                        data: dout,
+                        offset: seq * t * width + h * dh,
+                        rows: t,
+                        cols: dh,
+                        rs: width,
+                        cs: 1,
+                    };
+                    for h in 0..heads {
+                        let g = h / rep;
+                        let first_of_group = h % rep == 0;
+                        let (qh, kh, vh) =
+                            (head(qs, lq, seq, h), head(ks, lk, seq, g).rows(0, n), head(vs, lv, seq, g).rows(0, n));
+                        self.probabilities(&mut p, qh, kh, seq);
+                        let pm = Mat::dense(&p, t, n);
+                        matmul(dv, g * dh, kv_width, pm.t(), d_o(h), Gemm { accumulate: !first_of_group, ..Gemm::SET });
+                        matmul(&mut ds, 0, n, d_o(h), vh.t(), Gemm::SET);
+                        for (ds_row, p_row) in ds.chunks_mut(n.max(1)).zip(p.chunks(n.max(1))) {
+                            softmax_backward_in_place(ds_row, p_row, self.scale);
+                        }
+                        let dsm = Mat::dense(&ds, t, n);
+                        matmul(dq, h * dh, width, dsm, kh, Gemm::SET);
+                        matmul(dk, g * dh, kv_width, dsm.t(), qh, Gemm { accumulate: !first_of_group, ..Gemm::SET });
+                    }
+                });
+            Ok(())
         })?;
         // Each gradient is stored (B, T, n, dh) and handed back as the (B, n, T, dh) view.
         let device = q.device();

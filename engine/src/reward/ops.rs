@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, D, DType, Layout, Result, Sh
 use rayon::prelude::*;
 
 use crate::kernels::{
-    Gemm, Mat, exp_nonpositive, f32_slice, matmul, softmax_backward_in_place, softmax_in_place, with_storage,
+    Gemm, Mat, exp_nonpositive, f32_slice, matmul, softmax_backward_in_place, softmax_in_place, with_storages,
 };
 
 fn contiguous<'a>(data: &'a [f32], layout: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -95,15 +95,12 @@ impl CustomOp3 for LinearOp {
         let threaded = Gemm { threaded: true, ..Gemm::SET };
         let mut dx = vec![0f32; n * inp];
         let mut dw = vec![0f32; out * inp];
-        let db = with_storage(x, |xs, lx| {
-            with_storage(w, |ws, lw| {
-                with_storage(grad, |gs, lg| {
-                    let (x, w, dy) = (Mat::of_2d(xs, lx)?, Mat::of_2d(ws, lw)?, Mat::of_2d(gs, lg)?);
-                    matmul(&mut dx, 0, inp, dy, w, threaded);
-                    matmul(&mut dw, 0, inp, dy.t(), x, threaded);
-                    Ok(column_sums(dy))
-                })
-            })
+        let db = with_storages(&[x, w, grad], |views| {
+            let [(xs, lx), (ws, lw), (gs, lg)] = *views else { candle_core::bail!("linear: three tensors expected") };
+            let (x, w, dy) = (Mat::of_2d(xs, lx)?, Mat::of_2d(ws, lw)?, Mat::of_2d(gs, lg)?);
+            matmul(&mut dx, 0, inp, dy, w, threaded);
+            matmul(&mut dw, 0, inp, dy.t(), x, threaded);
+            Ok(column_sums(dy))
         })?;
         let device = x.device();
         Ok((
