@@ -328,7 +328,7 @@ fn load_reports_what_it_chose() {
 #[ignore = "a measurement, not a check"]
 fn timings() {
     let Some(path) = model_path() else { return };
-    // Kept-quantised Q4_1 is ~15-30x slower on this CPU; measured with JUDGE_TIMINGS_QUANTIZED=1.
+    // Kept-quantised weights too with JUDGE_TIMINGS_QUANTIZED=1.
     let quantized = std::env::var_os("JUDGE_TIMINGS_QUANTIZED").is_some();
     for precision in [Precision::F32, Precision::Quantized] {
         if precision == Precision::Quantized && !quantized {
@@ -342,7 +342,7 @@ fn timings() {
         let tokens: Vec<_> = all.iter().map(|s| judge.prompt_tokens(s, QUESTIONS[0]).unwrap()).collect();
         // Warm up.
         judge.ask_uncached(&all[0], QUESTIONS[0]).unwrap();
-        let rounds = if precision == Precision::F32 { 3 } else { 1 };
+        let rounds = 3;
         let started = Instant::now();
         for _ in 0..rounds {
             for s in &all {
@@ -412,10 +412,14 @@ fn timings() {
 /// - transformers (tests/fixtures/judge-golden.json, written by `.venv-ref/bin/python
 ///   scripts/judge_reference.py ratings > tests/fixtures/judge-golden.json`), which
 ///   dequantises the GGUF to f32: our f32 weights must agree within 1e-4 on every prompt;
+///   our kept-quantised weights, which stay Q4_1 in memory and are multiplied in f32
+///   (`engine/src/judge/quantized.rs`), must agree within the same 1e-4 (the goal
+///   for them is 0.05);
 /// - llama.cpp (tests/fixtures/judge-golden-llamacpp.json, written by
 ///   `.venv-llama/bin/python scripts/judge_reference.py llama-cpp > ...`), which keeps the
-///   Q4_1 weights quantised and quantises activations for its dot products, as our
-///   kept-quantised judge does: the goal is 0.05 (not met, see the bounds at the end).
+///   Q4_1 weights quantised and also rounds the activations to 8 bits for its dot products
+///   (and keeps its KV cache in f16): it differs from the f32 arithmetic by up to 0.064 on
+///   these prompts, so it is checked loosely, as a second implementation of the format.
 ///
 /// The prompt text and token ids must be the reference's exactly.
 #[test]
@@ -469,18 +473,10 @@ fn ratings_equal_the_reference_implementation() {
         cases.len()
     );
     assert!(worst_f32 <= 1e-4, "f32 weights vs transformers: max |Δ| {worst_f32}");
-    // The judge issue's goal for kept-quantised weights is 0.05; it is not met. llama.cpp
-    // itself differs from transformers by up to 0.064 on these prompts: two Q4_1
-    // implementations (activation rounding to 8 bits, llama.cpp's f16 KV cache) disagree
-    // about as much as either does with f32 on this 135M model. Kept-quantised ratings are
-    // also unstable under f32 rounding: with candle's ops for attention, scaling the scores
-    // by 1 + 2e-7 moved these maxima from 0.055 and 0.054 to 0.046 and 0.068 (a different
-    // activation rounds to a different 8-bit value somewhere in 30 layers). The fused
-    // attention kernel, whose products sum in another order, measures 0.093 and 0.066. So
-    // these bounds catch a broken quantised path, not a rounding change; the f32 bound
-    // above is the tight one.
+    assert!(worst_quantized <= 1e-4, "kept-quantised weights vs transformers: max |Δ| {worst_quantized}");
+    // llama.cpp's 8-bit activations and f16 KV cache: 0.064 from f32 arithmetic on these
+    // prompts (and from transformers alike); a broken quantised path would be far off.
     assert!(worst_vs_llama_cpp <= 0.1, "kept-quantised weights vs llama.cpp: max |Δ| {worst_vs_llama_cpp}");
-    assert!(worst_quantized <= 0.1, "kept-quantised weights vs transformers: max |Δ| {worst_quantized}");
 }
 
 /// The rule-first layout (the paper's order) asks the question turn before the sample turn,

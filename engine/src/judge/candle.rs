@@ -23,12 +23,13 @@ use crate::data::Sample;
 
 /// Models with at most this many weights are dequantised to f32 by [`Precision::Auto`].
 ///
-/// On CPU the judge's work is prefill (hundreds of prompt tokens, one answer position), which
-/// is matrix-matrix work: candle's f32 GEMM runs it several times faster than its quantised
-/// kernels (SmolLM2-135M on 2 threads, per issue 3: f32 ~380 tokens/s, Q8_0 ~143–231, Q4_1
-/// ~25, as Q4_1's dot product has no SIMD kernel without `-C target-cpu`). The price is
-/// memory, 4 bytes per weight: one billion weights is 4 GiB, a fair ceiling for a judge that
-/// shares a worker with the scorer. Above it the weights stay quantised.
+/// On CPU both ways multiply in f32 (kept-quantised weights are dequantised a tile at a time
+/// inside each product, `quantized.rs`), so they give the same ratings to f32 rounding.
+/// Measured on SmolLM2-135M Q4_1, 2 threads (`tests/judge.rs`, `timings`): f32 prefills a
+/// 544-token prompt at 502 tokens/s, kept-quantised at 403, as it dequantises every weight
+/// once per product; for short prompts the two are level. f32 costs 4 bytes per weight: one
+/// billion weights is 4 GiB, a fair ceiling for a judge that shares a worker with the
+/// scorer. Above it the weights stay quantised (Q4_1: 0.625 bytes per weight).
 pub const AUTO_F32_MAX_PARAMS: usize = 1_000_000_000;
 
 /// How the weights are held; see [`AUTO_F32_MAX_PARAMS`].
@@ -39,7 +40,8 @@ pub enum Precision {
     Auto,
     /// Dequantise everything to f32 at load.
     F32,
-    /// Keep a GGUF's quantised matrices as they are (smaller, slower on CPU).
+    /// Keep a GGUF's quantised matrices as they are: a fraction of the memory, the same
+    /// ratings on CPU, somewhat slower prefill (see [`AUTO_F32_MAX_PARAMS`]).
     Quantized,
 }
 
@@ -115,6 +117,9 @@ pub struct ModelInfo {
     /// Weights in the checkpoint.
     pub params: usize,
     pub precision: WeightPrecision,
+    /// How the weights are multiplied (see [`Transformer::arithmetic`](super::model::Transformer::arithmetic));
+    /// part of the judge id.
+    pub arithmetic: &'static str,
     /// Prompt tokens this judge accepts (min of `max_context` and the model's context).
     pub context: usize,
     /// The context length the model was trained for.
@@ -256,6 +261,7 @@ impl CandleJudge {
             architecture: model.config().architecture,
             params: model.params(),
             precision: model.precision(),
+            arithmetic: model.arithmetic(),
             context,
             model_context: model.config().context_length,
             vocab,
@@ -491,8 +497,9 @@ impl CandleJudge {
 }
 
 impl Judge for CandleJudge {
-    /// `candle/<file name>/<sha256 of the checkpoint, 12 hex>/<f32|quantized>/<settings, 12
-    /// hex>`; the settings hash covers everything that changes the numbers (template and
+    /// `candle/<file name>/<sha256 of the checkpoint, 12 hex>/<arithmetic>/<settings, 12
+    /// hex>`, arithmetic being `f32`, `quantized-f32` or `quantized` (see
+    /// [`ModelInfo::arithmetic`]); the settings hash covers everything that changes the numbers (template and
     /// prompt texts, answer token ids, renormalisation, context budget). The checkpoint is
     /// hashed on the first call; if its files became unreadable since loading, the id is
     /// `candle/<file name>/unreadable/...`, which matches no earlier score.
@@ -771,7 +778,7 @@ fn judge_id(sha256: &str, info: &ModelInfo, options: &CandleJudgeOptions) -> Str
     }
     let settings = hex::encode(Sha256::digest(settings.as_bytes()));
     let name = info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    format!("candle/{name}/{}/{}/{}", &sha256[..sha256.len().min(12)], info.precision.as_str(), &settings[..12])
+    format!("candle/{name}/{}/{}/{}", &sha256[..sha256.len().min(12)], info.arithmetic, &settings[..12])
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ mod candle;
 mod error;
 pub mod model;
 pub mod probe;
+mod quantized;
 pub mod remote;
 pub mod template;
 #[cfg(test)]
