@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Rule labels with the embedded judge against the human labels of HH-RLHF harmless (dev):
 # scores the first PAIRS pairs of ../shared/data/hh-harmless-dev.jsonl under the bundled
-# deterministic rules and 8 judge rules (scripts/jobs/judge-dev.toml), then prints the
+# deterministic rules and 8 judge rules (scripts/jobs/judge-dev.toml; with RULES = all,
+# all 100 judge rules, scripts/jobs/judge-dev-all.toml, into runs/judge-dev-all), then prints the
 # strategy table, each rule's own agreement with the human labels, the Rule Adapter
 # trained and measured on those scores, and pairwise rating (the judge compares the two
 # responses under the max-discrepancy rules, both orders). RESULTS.md quotes it.
 #
-#   scripts/measure_judge_dev.sh [PAIRS]     (default 200; needs cargo build --release -p engine)
+#   scripts/measure_judge_dev.sh [PAIRS [RULES]]   (PAIRS default 200; RULES: 8 (default) | all;
+#                                                  needs cargo build --release -p engine)
 #
 # Scoring resumes: rerun after an interruption and only the missing scores are computed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-200}
+rules=${2:-8}
 engine=target/release/engine
-job=scripts/jobs/judge-dev.toml
-out=runs/judge-dev
+case "$rules" in
+    8) job=scripts/jobs/judge-dev.toml out=runs/judge-dev ;;
+    all) job=scripts/jobs/judge-dev-all.toml out=runs/judge-dev-all ;;
+    *) echo "measure_judge_dev.sh: RULES must be 8 or all, not '$rules'" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
 head -n "$pairs" ../shared/data/hh-harmless-dev.jsonl > "$out/pairs.jsonl"
 "$engine" score --config "$job" --input "$out/pairs.jsonl" --out "$out/scores.jsonl"

@@ -746,7 +746,9 @@ fn build(
     } else {
         match (embed_matrix, &embed) {
             (Some(m), _) => m,
-            (None, Embedding::Dense(t)) if precision == WeightPrecision::F32 => Matrix::Candle(QMatMul::Tensor(t.clone())),
+            (None, Embedding::Dense(t)) if precision == WeightPrecision::F32 => {
+                Matrix::Candle(QMatMul::Tensor(t.clone()))
+            }
             (None, _) => src.matrix(names.embed, precision, device)?,
         }
     };

@@ -55,7 +55,11 @@ impl QuantizedMatrix {
         let row_bytes = in_dim / dtype.block_size() * dtype.type_size();
         let data = q.data()?;
         if data.len() != out_dim * row_bytes {
-            candle_core::bail!("{dtype:?} matrix {out_dim} × {in_dim}: {} bytes, expected {}", data.len(), out_dim * row_bytes);
+            candle_core::bail!(
+                "{dtype:?} matrix {out_dim} × {in_dim}: {} bytes, expected {}",
+                data.len(),
+                out_dim * row_bytes
+            );
         }
         // At least four tiles per matrix, so that two or more threads share the small ones.
         let tile_rows = TILE_ROWS.min(out_dim.div_ceil(4)).max(1);
@@ -96,7 +100,8 @@ impl CustomOp1 for QuantizedMatrix {
             candle_core::bail!("quantized matmul: the input must be contiguous");
         };
         let dims = layout.dims();
-        let (&k, lead) = dims.split_last().ok_or_else(|| candle_core::Error::Msg("quantized matmul: scalar input".into()))?;
+        let (&k, lead) =
+            dims.split_last().ok_or_else(|| candle_core::Error::Msg("quantized matmul: scalar input".into()))?;
         if k != self.in_dim {
             candle_core::bail!("quantized matmul: input has {k} columns, the weights {}", self.in_dim);
         }
