@@ -246,10 +246,11 @@ fn judge_rules_score_with_the_model_and_a_new_judge_rescores() {
     assert!(!judged.is_empty() && judged.iter().all(|j| j.contains("/f32/")), "{labels:?}");
 
     // Same job, the judge's weights kept quantised: a different judge id, so nothing resumes.
+    // On CPU kept-quantised weights are multiplied in f32 (`quantized-f32` in the id).
     let text = std::fs::read_to_string(job.config()).unwrap();
     std::fs::write(job.config(), text.replace("[judge]\n", "[judge]\nprecision = \"quantized\"\n")).unwrap();
     let log = score(&job, &[]);
-    assert!(log.contains("8 computed, 0 resumed, 0 reused") && log.contains("/quantized/"), "{log}");
+    assert!(log.contains("8 computed, 0 resumed, 0 reused") && log.contains("/quantized-f32/"), "{log}");
     let requantized = read_strict(&job.path("out/scores.jsonl")).unwrap();
     assert!(records.iter().zip(&requantized).all(|(a, b)| a.rule_hash != b.rule_hash));
 }
