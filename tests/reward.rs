@@ -417,6 +417,18 @@ fn a_decoder_backbone_trains_and_its_export_reloads() {
     }
 }
 
+/// The Rule Adapter embeds with BERT; pointing it at a decoder is an error naming the file
+/// and the model type, not a missing-field message from deep in the config parser.
+#[test]
+fn a_decoder_is_refused_as_the_sentence_encoder() {
+    let work = tempfile::tempdir().unwrap();
+    let backbone = work.path().join("tiny-llama");
+    tiny_decoder(&backbone, "llama");
+    let error = Encoder::load(&backbone, &Device::Cpu).unwrap_err().to_string();
+    assert!(error.contains("tiny-llama/config.json"), "{error}");
+    assert!(error.contains("model_type \"llama\" is a decoder") && error.contains("BERT encoder"), "{error}");
+}
+
 fn smollm2_gguf() -> PathBuf {
     root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }

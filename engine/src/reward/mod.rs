@@ -151,8 +151,22 @@ pub const INFERENCE_BATCH: usize = 16;
 
 impl Encoder {
     /// Loads the encoder in `dir` (e.g. `models/all-minilm-l6-v2`) onto `device`.
+    /// A llama or qwen2 folder is refused by name: those train reward models, but sentence
+    /// embeddings (the Rule Adapter's features) are BERT's mean-pooled states.
     pub fn load(dir: &Path, device: &Device) -> Result<Encoder, RewardError> {
-        let config = BertConfig::load(&dir.join("config.json"))?;
+        let config_path = dir.join("config.json");
+        let config_json = model::read_json(&config_path)?;
+        if model::is_decoder(&config_json, &config_path)? {
+            let kind = config_json.get("model_type").and_then(|v| v.as_str()).unwrap_or_default();
+            return Err(RewardError::Format {
+                path: config_path,
+                message: format!(
+                    "model_type {kind:?} is a decoder; sentence embeddings (the Rule Adapter's features) need a BERT \
+                     encoder such as all-MiniLM-L6-v2"
+                ),
+            });
+        }
+        let config = BertConfig::load(&config_path)?;
         let (params, _rest, _initialised) = load_backbone(dir, &config, device, 0)?;
         let tokenizer = Tokenizer::load(&dir.join("tokenizer.json"))?;
         Encoder::from_parts(config, params, tokenizer, device)

@@ -121,14 +121,14 @@ impl std::fmt::Debug for RewardModel {
 const TOKENIZER_FILES: [&str; 5] =
     ["tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "vocab.json", "merges.txt"];
 
-fn read_json(path: &Path) -> Result<serde_json::Value, RewardError> {
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, RewardError> {
     let text = std::fs::read_to_string(path).map_err(|e| RewardError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Whether `config.json` describes a decoder this engine runs (`model_type` llama or qwen2),
 /// BERT (`bert`, or no `model_type`), or something it refuses by name.
-fn is_decoder(config_json: &serde_json::Value, path: &Path) -> Result<bool, RewardError> {
+pub(crate) fn is_decoder(config_json: &serde_json::Value, path: &Path) -> Result<bool, RewardError> {
     match config_json.get("model_type").and_then(|v| v.as_str()) {
         None | Some("bert") => Ok(false),
         Some(t) if decoder::DECODER_TYPES.contains(&t) => Ok(true),
