@@ -31,6 +31,8 @@ use engine::judge::{CandleJudge, CandleJudgeOptions, Judge, Precision};
 use serde_json::{Value, json};
 
 fn main() {
+    // The process settings `engine` starts with (allocator, candle's element-wise pool).
+    engine::process::init();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let (Some(input), Some(output)) = (arg("--input"), arg("--output")) else {

@@ -11,8 +11,9 @@
 //! [`tune`] pins the mmap threshold at glibc's maximum (32 MiB) and stops trimming, so freed
 //! tensors go back to the heap and the next step reuses them. The process keeps its peak
 //! memory instead of returning it, which is what a training or scoring job wants. Measured
-//! with `engine train` and `scripts/bench_judge.sh` (BENCHMARKS.md). mimalloc, tried instead, gained as much only
-//! with its purging turned off, and needs a C build; these are three `mallopt` calls.
+//! with `engine train` (BENCHMARKS.md; the judge bench did not apply it before
+//! [`crate::process`]). mimalloc, tried instead, gained as much only with its purging turned
+//! off, and needs a C build; these are three `mallopt` calls.
 //!
 //! A user who sets glibc's own variables (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
 //! `MALLOC_TOP_PAD_`) keeps them: [`tune`] then changes nothing. Other platforms: nothing.
@@ -21,7 +22,7 @@
 const USER_SETTINGS: [&str; 3] = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"];
 
 /// Applies the settings above; returns whether it did (false off glibc, or when the user set
-/// glibc's variables). Call it once, first thing in `main`.
+/// glibc's variables). [`crate::process::init`] calls it first thing in `main`.
 pub fn tune() -> bool {
     if USER_SETTINGS.iter().any(|v| std::env::var_os(v).is_some()) {
         return false;

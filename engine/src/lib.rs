@@ -20,6 +20,7 @@ pub mod labeling;
 pub mod market;
 pub mod pairwise;
 pub mod plugin;
+pub mod process;
 pub mod progress;
 pub mod report;
 pub mod reward;

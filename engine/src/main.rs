@@ -332,7 +332,7 @@ Then set `strategy = \"adapter:k=5\"` and `adapter = \"runs/adapter\"` under [se
 }
 
 fn main() -> ExitCode {
-    engine::alloc::tune();
+    engine::process::init();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
