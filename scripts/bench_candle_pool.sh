@@ -17,14 +17,8 @@ threads=${3:-2}
 out="$PWD/runs/bench-candle-pool"  # absolute: cargo bench runs in engine/
 rm -rf "$out"
 mkdir -p "$out"
-python3 - "$samples" "$out/in.json" <<'EOF'
-import json, sys
-sys.path.insert(0, "scripts")
-import bench_judge as b
-n, path = int(sys.argv[1]), sys.argv[2]
-json.dump({"model": b.MODEL, "precision": "f32", "samples": b.load_samples(n), "questions": b.QUESTIONS,
-           "repeats": 1, "methods": ["full", "prefix", "prefix_batched", "batched_x2"]}, open(path, "w"))
-EOF
+python3 scripts/bench_judge.py --write-input "$out/in.json" --samples "$samples" \
+    --methods full,prefix,prefix_batched,batched_x2
 cargo bench -q -p engine --bench judge --no-run
 
 export RAYON_NUM_THREADS=$threads

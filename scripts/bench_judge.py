@@ -100,13 +100,20 @@ def load_samples(n):
     return samples
 
 
+def bench_input(samples, questions, repeats, precision, methods=None):
+    """The input of engine/benches/judge.rs (see its docs)."""
+    spec = {"model": MODEL, "precision": precision, "samples": samples, "questions": questions, "repeats": repeats}
+    if methods:
+        spec["methods"] = methods
+    return spec
+
+
 def run_ours(samples, questions, repeats, precision):
     with tempfile.TemporaryDirectory() as tmp:
         spec = os.path.join(tmp, "in.json")
         out = os.path.join(tmp, "out.json")
         with open(spec, "w") as f:
-            json.dump({"model": MODEL, "precision": precision, "samples": samples, "questions": questions,
-                       "repeats": repeats}, f)
+            json.dump(bench_input(samples, questions, repeats, precision), f)
         cmd = ["cargo", "bench", "-q", "-p", "engine", "--bench", "judge", "--", "--input", spec, "--output", out]
         print("$ " + " ".join(cmd[:7]) + " -- ...", file=sys.stderr, flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
@@ -295,10 +302,19 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="f32", choices=["f32", "quantized", "auto"], help="our judge's weights")
     ap.add_argument("--json", help="also write every number here")
+    ap.add_argument("--write-input", metavar="PATH",
+                    help="only write our bench's input (these samples and questions) to PATH and stop; "
+                         "needs no torch (scripts/bench_candle_pool.sh, scripts/bench_judge_precision.sh)")
+    ap.add_argument("--methods", help="with --write-input: the methods to run, comma-separated (default: all)")
     args = ap.parse_args()
 
     samples = load_samples(args.samples)
     questions = QUESTIONS[: args.questions]
+    if args.write_input:
+        methods = args.methods.split(",") if args.methods else None
+        with open(args.write_input, "w") as f:
+            json.dump(bench_input(samples, questions, args.repeats, args.precision, methods), f)
+        return
     ours = run_ours(samples, questions, args.repeats, args.precision)
     hf = run_transformers(ours, args.repeats, args.threads)
     llama = run_llama(ours, args.repeats, args.threads)

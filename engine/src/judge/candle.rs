@@ -25,9 +25,10 @@ use crate::data::Sample;
 ///
 /// On CPU both ways multiply in f32 (kept-quantised weights are dequantised a tile at a time
 /// inside each product, `quantized.rs`), so they give the same ratings to f32 rounding.
-/// Measured on SmolLM2-135M Q4_1, 2 threads (`tests/judge.rs`, `timings`): f32 prefills a
-/// 544-token prompt at 502 tokens/s, kept-quantised at 403, as it dequantises every weight
-/// once per product; for short prompts the two are level. f32 costs 4 bytes per weight: one
+/// Kept-quantised weights are dequantised again in every product, so f32 is faster:
+/// on SmolLM2-135M Q4_1, 2 threads, 1.20× on whole prompts and 1.37× on the batched question
+/// continuations scoring runs, which put fewer tokens through each product
+/// (`scripts/bench_judge_precision.sh`, BENCHMARKS.md). f32 costs 4 bytes per weight: one
 /// billion weights is 4 GiB, a fair ceiling for a judge that shares a worker with the
 /// scorer. Above it the weights stay quantised (Q4_1: 0.625 bytes per weight).
 pub const AUTO_F32_MAX_PARAMS: usize = 1_000_000_000;
