@@ -4,7 +4,8 @@
 #
 #   scripts/llama_server.sh --install          create .venv-llama with llama-cpp-python[server]
 #                                               (builds llama.cpp from source: cmake and a C++
-#                                               compiler; see BENCHMARKS.md for how long it takes)
+#                                               compiler; see BENCHMARKS.md for how long it takes;
+#                                               nothing to do when it is already there)
 #   scripts/llama_server.sh [--model GGUF] [--port 8081] [--host 127.0.0.1] [--threads 2]
 #                                               serve GGUF (default: the embedded SmolLM2 judge)
 #
@@ -19,14 +20,24 @@ host=127.0.0.1
 port=8081
 threads=2
 
+# The version the tests and benchmarks were written against (its server takes only string
+# prompts; see tests/remote_judge.rs).
+LLAMA_CPP_PYTHON=0.3.36
+
 if [[ "${1:-}" == "--install" ]]; then
+    if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "import llama_cpp, sys
+sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_PYTHON')" 2>/dev/null; then
+        echo "llama-cpp-python $LLAMA_CPP_PYTHON: already in $venv"
+        exit 0
+    fi
+    echo "llama-cpp-python $LLAMA_CPP_PYTHON: building llama.cpp from source into $venv (minutes)"
     python3 -m venv "$venv"
     start=$(date +%s)
     # Only the library and its Python bindings (llama.cpp's tests and examples are not
     # needed); GGML_NATIVE tunes the kernels to this CPU, as a benchmark wants.
     CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
         CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}" \
-        "$venv/bin/pip" install 'llama-cpp-python[server]'
+        "$venv/bin/pip" install --disable-pip-version-check -q "llama-cpp-python[server]==$LLAMA_CPP_PYTHON"
     echo "llama-cpp-python installed into $venv in $(( $(date +%s) - start )) s"
     exit 0
 fi
