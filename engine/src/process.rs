@@ -11,8 +11,10 @@
 //! threads, one per core, so after every element-wise op the spinning worker takes a core
 //! from them while they multiply. `CANDLE_NUM_THREADS=1` leaves the pool without workers:
 //! each element-wise op runs on the thread that asked for it, and rayon keeps every core.
-//! Measured on SmolLM2-135M, 2 threads (`cargo bench -p engine --bench judge`, BENCHMARKS.md,
-//! "candle's element-wise pool"). A user's own `CANDLE_NUM_THREADS` wins.
+//! Measured on 2 threads with `scripts/bench_candle_pool.sh` (the judge bench and `engine
+//! train`, both settings alternating; BENCHMARKS.md, "candle's element-wise pool"): the
+//! judge 1.03–1.24× as fast depending on the method, training 1.05×. A user's own
+//! `CANDLE_NUM_THREADS` wins.
 
 /// Applies both settings; call it once, first thing in `main`, before any other thread
 /// exists. Returns whether it left candle's pool without workers (false when the user set
