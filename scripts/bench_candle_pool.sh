@@ -23,13 +23,15 @@ cargo bench -q -p engine --bench judge --no-run
 
 export RAYON_NUM_THREADS=$threads
 # "engine": CANDLE_NUM_THREADS unset, so process::init sets 1; "candle": candle's default.
-setting() { if [[ $1 == candle ]]; then echo "CANDLE_NUM_THREADS=$threads"; else echo "CANDLE_POOL_BENCH=engine"; fi; }
+unset CANDLE_NUM_THREADS
 for round in $(seq 1 "$rounds"); do
     for s in engine candle; do
-        env "$(setting "$s")" cargo bench -q -p engine --bench judge -- \
+        vars=()
+        [[ $s == candle ]] && vars=("CANDLE_NUM_THREADS=$threads")
+        env "${vars[@]}" cargo bench -q -p engine --bench judge -- \
             --input "$out/in.json" --output "$out/judge-$s-$round.json" > /dev/null 2> "$out/judge-$s-$round.log"
         rm -rf "$out/rm"
-        env "$(setting "$s")" target/release/engine train --data data/demo.jsonl --out "$out/rm" \
+        env "${vars[@]}" target/release/engine train --data data/demo.jsonl --out "$out/rm" \
             --backbone models/all-minilm-l6-v2 --epochs 1 --batch-size 8 --max-len 256 --threads "$threads" \
             --checkpoint-every 0 -q > "$out/train-$s-$round.log" 2>&1
         echo "round $round $s: $(python3 -c "

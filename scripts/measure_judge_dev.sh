@@ -2,7 +2,7 @@
 # Rule labels with the embedded judge against the human labels of HH-RLHF harmless (dev):
 # scores the first PAIRS pairs of ../shared/data/hh-harmless-dev.jsonl under the bundled
 # deterministic rules and 8 judge rules (scripts/jobs/judge-dev.toml; with RULES = all,
-# all 100 judge rules, scripts/jobs/judge-dev-all.toml, into runs/judge-dev-all), then prints the
+# all 100 judge rules: that job without its `enable` list, into runs/judge-dev-all), then prints the
 # strategy table, each rule's own agreement with the human labels, the Rule Adapter
 # trained and measured on those scores, and pairwise rating (the judge compares the two
 # responses under the max-discrepancy rules, both orders). RESULTS.md quotes it.
@@ -18,10 +18,16 @@ rules=${2:-8}
 engine=target/release/engine
 case "$rules" in
     8) job=scripts/jobs/judge-dev.toml out=runs/judge-dev ;;
-    all) job=scripts/jobs/judge-dev-all.toml out=runs/judge-dev-all ;;
+    all) job=runs/judge-dev-all/job.toml out=runs/judge-dev-all ;;
     *) echo "measure_judge_dev.sh: RULES must be 8 or all, not '$rules'" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
+if [[ $rules == all ]]; then
+    # The same job with every judge rule enabled. runs/judge-dev-all/ is as deep as
+    # scripts/jobs/, so the job's relative paths still hold.
+    sed -e '/^enable = \[/,/^\]/d' -e 's|runs/judge-dev"$|runs/judge-dev-all"|' scripts/jobs/judge-dev.toml > "$job"
+    ! grep -q '^enable' "$job" || { echo "measure_judge_dev.sh: could not drop the enable list" >&2; exit 1; }
+fi
 head -n "$pairs" ../shared/data/hh-harmless-dev.jsonl > "$out/pairs.jsonl"
 "$engine" score --config "$job" --input "$out/pairs.jsonl" --out "$out/scores.jsonl"
 echo "== Rule labels against the human labels, per strategy ($pairs pairs) =="

@@ -17,12 +17,11 @@
 //! `CANDLE_NUM_THREADS` wins.
 
 /// Applies both settings; call it once, first thing in `main`, before any other thread
-/// exists. Returns whether it left candle's pool without workers (false when the user set
-/// `CANDLE_NUM_THREADS`).
-pub fn init() -> bool {
+/// exists.
+pub fn init() {
     crate::alloc::tune();
     if std::env::var_os("CANDLE_NUM_THREADS").is_some() {
-        return false;
+        return;
     }
     // SAFETY: `set_var` is unsound only while another thread may read or write the
     // environment; `init` runs first thing in `main`, before any thread is started. candle
@@ -31,5 +30,4 @@ pub fn init() -> bool {
     unsafe {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
-    true
 }
