@@ -1,0 +1,1 @@
+//! CPU numerics shared by the engine's models.
