@@ -1,1 +1,3 @@
 //! CPU numerics shared by the engine's models.
+
+pub mod quant;

@@ -1,0 +1,350 @@
+//! x86-64 SIMD kernels: AVX2, and AVX-512 with VNNI.
+//!
+//! `unsafe` is allowed here because `std::arch` loads go through raw pointers and because
+//! calling a `#[target_feature]` function from code compiled without that feature is only
+//! sound once the CPU is known to have it. Every load takes a bounds-checked fixed-size
+//! array, and [`row_group`] checks the CPU's features before entering a kernel.
+//!
+//! The kernels follow `portable.rs` exactly: the integer dot of each weight block with up to
+//! four activation blocks is computed in 256-bit registers (`vpmaddubsw` + `vpmaddwd`, or
+//! VNNI's `vpdpbusd`, exact either way since no intermediate can saturate: weights are
+//! unsigned ≤ 63, or |w| ≤ 128 via the sign trick, and activations |y| ≤ 127), reduced to
+//! one i32 per token, and the f32 update is done on four SSE lanes with the same
+//! multiplications and additions, in the same order, as the portable code.
+//!
+//! The two paths share one body, instantiated by the `kernels!` macro with their feature
+//! sets; they differ in the u8×i8 dot used by the 32-value formats: AVX2 multiplies to i16
+//! pairs and widens with `vpmaddwd`, AVX-512 VNNI does both in one `vpdpbusd`. The K-quant
+//! kernels apply their sub-block scales with `vpmaddwd`, which is the best either ISA offers.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::Isa;
+use super::act::{GROUP, Group};
+use super::format::{BlockFormat, q4k_scales_mins, read_f16};
+
+/// Whether the AVX2 path can run here.
+pub(crate) fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+}
+
+/// Whether the AVX-512 VNNI path can run here.
+pub(crate) fn has_avx512_vnni() -> bool {
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+/// One weight row against the first `nt` (1..=4) tokens of `g` with a SIMD path.
+///
+/// # Panics
+/// If `isa` is not a SIMD path this CPU supports.
+pub(crate) fn row_group(isa: Isa, format: BlockFormat, w: &[u8], g: Group<'_>, nt: usize) -> [f32; GROUP] {
+    /// Calls `$module::$kernel::<nt>`.
+    macro_rules! by_tokens {
+        ($module:ident, $kernel:ident) => {
+            match nt {
+                1 => $module::$kernel::<1>(w, g),
+                2 => $module::$kernel::<2>(w, g),
+                3 => $module::$kernel::<3>(w, g),
+                _ => $module::$kernel::<4>(w, g),
+            }
+        };
+    }
+    /// Calls the kernel of `format` in `$module`.
+    macro_rules! by_format {
+        ($module:ident) => {
+            match format {
+                BlockFormat::Q4_0 => by_tokens!($module, q4_0),
+                BlockFormat::Q4_1 => by_tokens!($module, q4_1),
+                BlockFormat::Q8_0 => by_tokens!($module, q8_0),
+                BlockFormat::Q4K => by_tokens!($module, q4k),
+                BlockFormat::Q6K => by_tokens!($module, q6k),
+            }
+        };
+    }
+    match isa {
+        Isa::Avx2 => {
+            assert!(has_avx2(), "this CPU lacks AVX2");
+            // SAFETY: the CPU has AVX2, the only feature the `avx2` kernels enable.
+            unsafe { by_format!(avx2) }
+        }
+        Isa::Avx512Vnni => {
+            assert!(has_avx512_vnni(), "this CPU lacks AVX-512 VNNI");
+            // SAFETY: the CPU has every feature the `avx512` kernels enable.
+            unsafe { by_format!(avx512) }
+        }
+        Isa::Portable => panic!("the portable path has no x86 kernel"),
+    }
+}
+
+/// Loads 32 bytes from the start of `s`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_u8(s: &[u8]) -> __m256i {
+    let a: &[u8; 32] = s[..32].try_into().expect("32 bytes");
+    // SAFETY: `a` is 32 readable bytes; the load is unaligned.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+/// Loads 32 signed bytes from the start of `s`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i8(s: &[i8]) -> __m256i {
+    let a: &[i8; 32] = s[..32].try_into().expect("32 bytes");
+    // SAFETY: `a` is 32 readable bytes; the load is unaligned.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+/// Loads 16 i16 from the start of `s`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i16(s: &[i16]) -> __m256i {
+    let a: &[i16; 16] = s[..16].try_into().expect("16 i16");
+    // SAFETY: `a` is 32 readable bytes; the load is unaligned.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+/// Loads 16 bytes from the start of `s`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load128_u8(s: &[u8]) -> __m128i {
+    let a: &[u8; 16] = s[..16].try_into().expect("16 bytes");
+    // SAFETY: `a` is 16 readable bytes; the load is unaligned.
+    unsafe { _mm_loadu_si128(a.as_ptr().cast()) }
+}
+
+/// Loads 4 i32 from the start of `s`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i32x4(s: &[i32]) -> __m128i {
+    let a: &[i32; 4] = s[..4].try_into().expect("4 i32");
+    // SAFETY: `a` is 16 readable bytes; the load is unaligned.
+    unsafe { _mm_loadu_si128(a.as_ptr().cast()) }
+}
+
+/// Loads 4 f32 from the start of `s`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_f32x4(s: &[f32]) -> __m128 {
+    let a: &[f32; 4] = s[..4].try_into().expect("4 f32");
+    // SAFETY: `a` is 16 readable bytes; the load is unaligned.
+    unsafe { _mm_loadu_ps(a.as_ptr()) }
+}
+
+/// The four lanes of `v`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_f32x4(v: __m128) -> [f32; 4] {
+    let mut out = [0.0f32; 4];
+    // SAFETY: `out` is 16 writable bytes; the store is unaligned.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// `[Σ v[0], Σ v[1], Σ v[2], Σ v[3]]` over the eight i32 lanes of each vector.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum4(v: [__m256i; 4]) -> __m128i {
+    let a = _mm256_hadd_epi32(v[0], v[1]);
+    let b = _mm256_hadd_epi32(v[2], v[3]);
+    let c = _mm256_hadd_epi32(a, b);
+    _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256::<1>(c))
+}
+
+/// The 32 nibbles of a Q4_0/Q4_1 `qs[16]` as bytes, in value order (low nibbles first).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn unpack_nibbles(qs: &[u8]) -> __m256i {
+    let raw = load128_u8(qs);
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(raw), raw), _mm256_set1_epi8(0x0f))
+}
+
+/// Bits 4 and 5 of Q6_K values: the two low bits of each byte of `qh`, moved up by 4.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn q6_high(qh: __m256i) -> __m256i {
+    _mm256_slli_epi16::<4>(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)))
+}
+
+/// Generates the five kernels of one ISA; the invoking module provides
+/// `dot(u, s) -> __m256i` (eight i32 lanes, each the sum of four u8×i8 products).
+macro_rules! kernels {
+    ($features:literal) => {
+        /// Q4_0 × Q8_0 for `T` tokens: `acc + (d·dx)·(Σ nibble·y − 8·Σy)`.
+        #[target_feature(enable = $features)]
+        pub(super) fn q4_0<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
+            let mut acc = _mm_setzero_ps();
+            for (b, block) in w.chunks_exact(18).enumerate() {
+                let q = unpack_nibbles(&block[2..18]);
+                let mut v = [_mm256_setzero_si256(); GROUP];
+                for (t, v) in v.iter_mut().enumerate().take(T) {
+                    *v = dot(q, load_i8(&g.qs[(b * GROUP + t) * 32..]));
+                }
+                let isum = _mm_sub_epi32(hsum4(v), _mm_slli_epi32::<3>(load_i32x4(&g.sums[b * GROUP..])));
+                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 0)), load_f32x4(&g.d[b * GROUP..]));
+                acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(isum)));
+            }
+            store_f32x4(acc)
+        }
+
+        /// Q4_1 × Q8_1 for `T` tokens: `acc + ((d·dx)·Σ nibble·y + m·s)`.
+        #[target_feature(enable = $features)]
+        pub(super) fn q4_1<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
+            let mut acc = _mm_setzero_ps();
+            for (b, block) in w.chunks_exact(20).enumerate() {
+                let q = unpack_nibbles(&block[4..20]);
+                let mut v = [_mm256_setzero_si256(); GROUP];
+                for (t, v) in v.iter_mut().enumerate().take(T) {
+                    *v = dot(q, load_i8(&g.qs[(b * GROUP + t) * 32..]));
+                }
+                let isum = _mm_cvtepi32_ps(hsum4(v));
+                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 0)), load_f32x4(&g.d[b * GROUP..]));
+                let ms = _mm_mul_ps(_mm_set1_ps(read_f16(block, 2)), load_f32x4(&g.s[b * GROUP..]));
+                acc = _mm_add_ps(acc, _mm_add_ps(_mm_mul_ps(dd, isum), ms));
+            }
+            store_f32x4(acc)
+        }
+
+        /// Q8_0 × Q8_0 for `T` tokens: `acc + (d·dx)·Σ w·y`, with `Σ |w|·(y·sign w)` so that
+        /// the unsigned×signed instructions apply.
+        #[target_feature(enable = $features)]
+        pub(super) fn q8_0<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
+            let mut acc = _mm_setzero_ps();
+            for (b, block) in w.chunks_exact(34).enumerate() {
+                let q = load_u8(&block[2..34]);
+                let abs = _mm256_abs_epi8(q);
+                let mut v = [_mm256_setzero_si256(); GROUP];
+                for (t, v) in v.iter_mut().enumerate().take(T) {
+                    *v = dot(abs, _mm256_sign_epi8(load_i8(&g.qs[(b * GROUP + t) * 32..]), q));
+                }
+                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 0)), load_f32x4(&g.d[b * GROUP..]));
+                acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4(v))));
+            }
+            store_f32x4(acc)
+        }
+
+        /// Q4_K × Q8_K for `T` tokens: `acc + ((d·dx)·Σ scᵢ·isumᵢ − (dmin·dx)·Σ mnᵢ·bsumᵢ)`.
+        #[target_feature(enable = $features)]
+        pub(super) fn q4k<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
+            let mask = _mm256_set1_epi8(0x0f);
+            let mut acc = _mm_setzero_ps();
+            for (b, block) in w.chunks_exact(144).enumerate() {
+                let (sc, mn) = q4k_scales_mins(&block[4..16]);
+                let mut sums = [_mm256_setzero_si256(); GROUP];
+                for c in 0..4 {
+                    let raw = load_u8(&block[16 + 32 * c..]);
+                    let lo = _mm256_and_si256(raw, mask);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), mask);
+                    let sc_lo = _mm256_set1_epi16(i16::from(sc[2 * c]));
+                    let sc_hi = _mm256_set1_epi16(i16::from(sc[2 * c + 1]));
+                    for (t, sum) in sums.iter_mut().enumerate().take(T) {
+                        let y = &g.qs[(b * GROUP + t) * 256 + 64 * c..];
+                        let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_i8(y)), sc_lo);
+                        let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_i8(&y[32..])), sc_hi);
+                        *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(p_lo, p_hi));
+                    }
+                }
+                // The mins, each repeated for the two bsums (16 values each) of its sub-block.
+                let mut pairs = [0u8; 16];
+                for (j, &m) in mn.iter().enumerate() {
+                    pairs[2 * j] = m;
+                    pairs[2 * j + 1] = m;
+                }
+                let mins = _mm256_cvtepu8_epi16(load128_u8(&pairs));
+                let mut msums = [_mm256_setzero_si256(); GROUP];
+                for (t, msum) in msums.iter_mut().enumerate().take(T) {
+                    *msum = _mm256_madd_epi16(mins, load_i16(&g.bsums[(b * GROUP + t) * 16..]));
+                }
+                let dx = load_f32x4(&g.d[b * GROUP..]);
+                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 0)), dx);
+                let dm = _mm_mul_ps(_mm_set1_ps(read_f16(block, 2)), dx);
+                let block_sum = _mm_sub_ps(
+                    _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4(sums))),
+                    _mm_mul_ps(dm, _mm_cvtepi32_ps(hsum4(msums))),
+                );
+                acc = _mm_add_ps(acc, block_sum);
+            }
+            store_f32x4(acc)
+        }
+
+        /// Q6_K × Q8_K for `T` tokens: `acc + (d·dx)·(Σ scᵢ·Σ q·y − 32·Σ scᵢ·bsumᵢ)`.
+        #[target_feature(enable = $features)]
+        pub(super) fn q6k<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
+            let m4 = _mm256_set1_epi8(0x0f);
+            let mut acc = _mm_setzero_ps();
+            for (b, block) in w.chunks_exact(210).enumerate() {
+                let scales = &block[192..208];
+                let mut sums = [_mm256_setzero_si256(); GROUP];
+                for h in 0..2 {
+                    let ql0 = load_u8(&block[64 * h..]);
+                    let ql1 = load_u8(&block[64 * h + 32..]);
+                    let qh = load_u8(&block[128 + 32 * h..]);
+                    // Values 128h + 32k .. +32, as in ggml's dequantize_row_q6_K.
+                    let q = [
+                        _mm256_or_si256(_mm256_and_si256(ql0, m4), q6_high(qh)),
+                        _mm256_or_si256(_mm256_and_si256(ql1, m4), q6_high(_mm256_srli_epi16::<2>(qh))),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
+                            q6_high(_mm256_srli_epi16::<4>(qh)),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
+                            q6_high(_mm256_srli_epi16::<6>(qh)),
+                        ),
+                    ];
+                    for (k, &q) in q.iter().enumerate() {
+                        let s = 8 * h + 2 * k;
+                        let scale = _mm256_setr_m128i(
+                            _mm_set1_epi16(i16::from(scales[s] as i8)),
+                            _mm_set1_epi16(i16::from(scales[s + 1] as i8)),
+                        );
+                        for (t, sum) in sums.iter_mut().enumerate().take(T) {
+                            let y = load_i8(&g.qs[(b * GROUP + t) * 256 + 128 * h + 32 * k..]);
+                            *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), scale));
+                        }
+                    }
+                }
+                let scales16 = _mm256_cvtepi8_epi16(load128_u8(scales));
+                for (t, sum) in sums.iter_mut().enumerate().take(T) {
+                    let offset = _mm256_madd_epi16(scales16, load_i16(&g.bsums[(b * GROUP + t) * 16..]));
+                    *sum = _mm256_sub_epi32(*sum, _mm256_slli_epi32::<5>(offset));
+                }
+                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 208)), load_f32x4(&g.d[b * GROUP..]));
+                acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4(sums))));
+            }
+            store_f32x4(acc)
+        }
+    };
+}
+
+/// The AVX2 path.
+mod avx2 {
+    use super::*;
+
+    /// Eight i32 lanes, each the sum of four u8×i8 products (`vpmaddubsw` + `vpmaddwd`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn dot(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+
+    kernels!("avx2");
+}
+
+/// The AVX-512 path (256-bit registers, AVX512VL encodings, VNNI dot products).
+mod avx512 {
+    use super::*;
+
+    /// Eight i32 lanes, each the sum of four u8×i8 products (`vpdpbusd`).
+    #[inline]
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn dot(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+
+    kernels!("avx2,avx512f,avx512bw,avx512vl,avx512vnni");
+}
