@@ -77,19 +77,19 @@ pub(crate) fn read_f16(bytes: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
 }
 
-/// The 8 six-bit scales and 8 six-bit mins of a `block_q4_K` (ggml's `get_scale_min_k4`).
+/// The 8 six-bit scales and 8 six-bit mins of a `block_q4_K`, i.e. ggml's
+/// `get_scale_min_k4(j)` for j in 0..8, computed four at a time with llama.cpp's u32 masks:
+/// bytes 0..4 hold the low six bits of scales 0..4, bytes 4..8 those of mins 0..4, and
+/// bytes 8..12 the low nibbles of scales (low half) and mins (high half) 4..8, whose top two
+/// bits are the spare top bits of bytes 0..4 (scales) and 4..8 (mins).
 pub(crate) fn q4k_scales_mins(scales: &[u8]) -> ([u8; 8], [u8; 8]) {
-    let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
-    for j in 0..8 {
-        if j < 4 {
-            sc[j] = scales[j] & 63;
-            mn[j] = scales[j + 4] & 63;
-        } else {
-            sc[j] = (scales[j + 4] & 0xf) | ((scales[j - 4] >> 6) << 4);
-            mn[j] = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
-        }
-    }
-    (sc, mn)
+    let word = |i: usize| u32::from_le_bytes([scales[4 * i], scales[4 * i + 1], scales[4 * i + 2], scales[4 * i + 3]]);
+    let (a, b, c) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let sc_hi = (c & low4) | (((a >> 6) & top2) << 4);
+    let mn_hi = ((c >> 4) & low4) | (((b >> 6) & top2) << 4);
+    let join = |lo: u32, hi: u32| (u64::from(lo) | (u64::from(hi) << 32)).to_le_bytes();
+    (join(a & low6, sc_hi), join(b & low6, mn_hi))
 }
 
 /// The unsigned six-bit value `i` (0..256) of a `block_q6_K` (before subtracting 32).

@@ -1,4 +1,4 @@
-//! x86-64 SIMD kernels: AVX2, and AVX-512 with VNNI.
+//! x86-64 SIMD kernels: AVX2 (with F16C for the block scales), and AVX-512 with VNNI.
 //!
 //! `unsafe` is allowed here because `std::arch` loads go through raw pointers and because
 //! calling a `#[target_feature]` function from code compiled without that feature is only
@@ -22,11 +22,11 @@ use std::arch::x86_64::*;
 
 use super::Isa;
 use super::act::{GROUP, Group};
-use super::format::{BlockFormat, q4k_scales_mins, read_f16};
+use super::format::{BlockFormat, q4k_scales_mins};
 
-/// Whether the AVX2 path can run here.
+/// Whether the AVX2 path can run here (AVX2 and F16C, which every AVX2 CPU has).
 pub(crate) fn has_avx2() -> bool {
-    is_x86_feature_detected!("avx2")
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c")
 }
 
 /// Whether the AVX-512 VNNI path can run here.
@@ -69,7 +69,7 @@ pub(crate) fn row_group(isa: Isa, format: BlockFormat, w: &[u8], g: Group<'_>, n
     match isa {
         Isa::Avx2 => {
             assert!(has_avx2(), "this CPU lacks AVX2");
-            // SAFETY: the CPU has AVX2, the only feature the `avx2` kernels enable.
+            // SAFETY: the CPU has AVX2 and F16C, the features the `avx2` kernels enable.
             unsafe { by_format!(avx2) }
         }
         Isa::Avx512Vnni => {
@@ -83,7 +83,7 @@ pub(crate) fn row_group(isa: Isa, format: BlockFormat, w: &[u8], g: Group<'_>, n
 
 /// Loads 32 bytes from the start of `s`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn load_u8(s: &[u8]) -> __m256i {
     let a: &[u8; 32] = s[..32].try_into().expect("32 bytes");
     // SAFETY: `a` is 32 readable bytes; the load is unaligned.
@@ -92,7 +92,7 @@ fn load_u8(s: &[u8]) -> __m256i {
 
 /// Loads 32 signed bytes from the start of `s`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn load_i8(s: &[i8]) -> __m256i {
     let a: &[i8; 32] = s[..32].try_into().expect("32 bytes");
     // SAFETY: `a` is 32 readable bytes; the load is unaligned.
@@ -101,7 +101,7 @@ fn load_i8(s: &[i8]) -> __m256i {
 
 /// Loads 16 i16 from the start of `s`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn load_i16(s: &[i16]) -> __m256i {
     let a: &[i16; 16] = s[..16].try_into().expect("16 i16");
     // SAFETY: `a` is 32 readable bytes; the load is unaligned.
@@ -110,7 +110,7 @@ fn load_i16(s: &[i16]) -> __m256i {
 
 /// Loads 16 bytes from the start of `s`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn load128_u8(s: &[u8]) -> __m128i {
     let a: &[u8; 16] = s[..16].try_into().expect("16 bytes");
     // SAFETY: `a` is 16 readable bytes; the load is unaligned.
@@ -119,7 +119,7 @@ fn load128_u8(s: &[u8]) -> __m128i {
 
 /// Loads 4 i32 from the start of `s`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn load_i32x4(s: &[i32]) -> __m128i {
     let a: &[i32; 4] = s[..4].try_into().expect("4 i32");
     // SAFETY: `a` is 16 readable bytes; the load is unaligned.
@@ -128,16 +128,25 @@ fn load_i32x4(s: &[i32]) -> __m128i {
 
 /// Loads 4 f32 from the start of `s`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn load_f32x4(s: &[f32]) -> __m128 {
     let a: &[f32; 4] = s[..4].try_into().expect("4 f32");
     // SAFETY: `a` is 16 readable bytes; the load is unaligned.
     unsafe { _mm_loadu_ps(a.as_ptr()) }
 }
 
+/// The f16 at `at` in `block`, converted exactly (F16C) and broadcast to four lanes.
+/// Equal to `read_f16` for every non-NaN input (F16C quiets signalling NaNs).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn f16_x4(block: &[u8], at: usize) -> __m128 {
+    let bits = u16::from_le_bytes([block[at], block[at + 1]]);
+    _mm_cvtph_ps(_mm_set1_epi16(bits as i16))
+}
+
 /// The four lanes of `v`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn store_f32x4(v: __m128) -> [f32; 4] {
     let mut out = [0.0f32; 4];
     // SAFETY: `out` is 16 writable bytes; the store is unaligned.
@@ -147,7 +156,7 @@ fn store_f32x4(v: __m128) -> [f32; 4] {
 
 /// `[Σ v[0], Σ v[1], Σ v[2], Σ v[3]]` over the eight i32 lanes of each vector.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn hsum4(v: [__m256i; 4]) -> __m128i {
     let a = _mm256_hadd_epi32(v[0], v[1]);
     let b = _mm256_hadd_epi32(v[2], v[3]);
@@ -157,7 +166,7 @@ fn hsum4(v: [__m256i; 4]) -> __m128i {
 
 /// The 32 nibbles of a Q4_0/Q4_1 `qs[16]` as bytes, in value order (low nibbles first).
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn unpack_nibbles(qs: &[u8]) -> __m256i {
     let raw = load128_u8(qs);
     _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(raw), raw), _mm256_set1_epi8(0x0f))
@@ -165,7 +174,7 @@ fn unpack_nibbles(qs: &[u8]) -> __m256i {
 
 /// Bits 4 and 5 of Q6_K values: the two low bits of each byte of `qh`, moved up by 4.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn q6_high(qh: __m256i) -> __m256i {
     _mm256_slli_epi16::<4>(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)))
 }
@@ -178,14 +187,15 @@ macro_rules! kernels {
         #[target_feature(enable = $features)]
         pub(super) fn q4_0<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
             let mut acc = _mm_setzero_ps();
-            for (b, block) in w.chunks_exact(18).enumerate() {
+            let blocks = w.chunks_exact(18).zip(g.qs.chunks_exact(GROUP * 32));
+            for (((block, ys), dx), sums) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.sums.chunks_exact(GROUP)) {
                 let q = unpack_nibbles(&block[2..18]);
                 let mut v = [_mm256_setzero_si256(); GROUP];
-                for (t, v) in v.iter_mut().enumerate().take(T) {
-                    *v = dot(q, load_i8(&g.qs[(b * GROUP + t) * 32..]));
+                for (v, y) in v.iter_mut().zip(ys.chunks_exact(32)).take(T) {
+                    *v = dot(q, load_i8(y));
                 }
-                let isum = _mm_sub_epi32(hsum4(v), _mm_slli_epi32::<3>(load_i32x4(&g.sums[b * GROUP..])));
-                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 0)), load_f32x4(&g.d[b * GROUP..]));
+                let isum = _mm_sub_epi32(hsum4(v), _mm_slli_epi32::<3>(load_i32x4(sums)));
+                let dd = _mm_mul_ps(f16_x4(block, 0), load_f32x4(dx));
                 acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(isum)));
             }
             store_f32x4(acc)
@@ -195,15 +205,16 @@ macro_rules! kernels {
         #[target_feature(enable = $features)]
         pub(super) fn q4_1<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
             let mut acc = _mm_setzero_ps();
-            for (b, block) in w.chunks_exact(20).enumerate() {
+            let blocks = w.chunks_exact(20).zip(g.qs.chunks_exact(GROUP * 32));
+            for (((block, ys), dx), s) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.s.chunks_exact(GROUP)) {
                 let q = unpack_nibbles(&block[4..20]);
                 let mut v = [_mm256_setzero_si256(); GROUP];
-                for (t, v) in v.iter_mut().enumerate().take(T) {
-                    *v = dot(q, load_i8(&g.qs[(b * GROUP + t) * 32..]));
+                for (v, y) in v.iter_mut().zip(ys.chunks_exact(32)).take(T) {
+                    *v = dot(q, load_i8(y));
                 }
                 let isum = _mm_cvtepi32_ps(hsum4(v));
-                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 0)), load_f32x4(&g.d[b * GROUP..]));
-                let ms = _mm_mul_ps(_mm_set1_ps(read_f16(block, 2)), load_f32x4(&g.s[b * GROUP..]));
+                let dd = _mm_mul_ps(f16_x4(block, 0), load_f32x4(dx));
+                let ms = _mm_mul_ps(f16_x4(block, 2), load_f32x4(s));
                 acc = _mm_add_ps(acc, _mm_add_ps(_mm_mul_ps(dd, isum), ms));
             }
             store_f32x4(acc)
@@ -214,14 +225,15 @@ macro_rules! kernels {
         #[target_feature(enable = $features)]
         pub(super) fn q8_0<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
             let mut acc = _mm_setzero_ps();
-            for (b, block) in w.chunks_exact(34).enumerate() {
+            let blocks = w.chunks_exact(34).zip(g.qs.chunks_exact(GROUP * 32));
+            for ((block, ys), dx) in blocks.zip(g.d.chunks_exact(GROUP)) {
                 let q = load_u8(&block[2..34]);
                 let abs = _mm256_abs_epi8(q);
                 let mut v = [_mm256_setzero_si256(); GROUP];
-                for (t, v) in v.iter_mut().enumerate().take(T) {
-                    *v = dot(abs, _mm256_sign_epi8(load_i8(&g.qs[(b * GROUP + t) * 32..]), q));
+                for (v, y) in v.iter_mut().zip(ys.chunks_exact(32)).take(T) {
+                    *v = dot(abs, _mm256_sign_epi8(load_i8(y), q));
                 }
-                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 0)), load_f32x4(&g.d[b * GROUP..]));
+                let dd = _mm_mul_ps(f16_x4(block, 0), load_f32x4(dx));
                 acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4(v))));
             }
             store_f32x4(acc)
@@ -232,36 +244,35 @@ macro_rules! kernels {
         pub(super) fn q4k<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
             let mask = _mm256_set1_epi8(0x0f);
             let mut acc = _mm_setzero_ps();
-            for (b, block) in w.chunks_exact(144).enumerate() {
+            let blocks = w.chunks_exact(144).zip(g.qs.chunks_exact(GROUP * 256));
+            for (((block, ys), dx), bsums) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.bsums.chunks_exact(GROUP * 16))
+            {
                 let (sc, mn) = q4k_scales_mins(&block[4..16]);
                 let mut sums = [_mm256_setzero_si256(); GROUP];
-                for c in 0..4 {
-                    let raw = load_u8(&block[16 + 32 * c..]);
+                for (c, qs) in block[16..144].chunks_exact(32).enumerate() {
+                    let raw = load_u8(qs);
                     let lo = _mm256_and_si256(raw, mask);
                     let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), mask);
                     let sc_lo = _mm256_set1_epi16(i16::from(sc[2 * c]));
                     let sc_hi = _mm256_set1_epi16(i16::from(sc[2 * c + 1]));
-                    for (t, sum) in sums.iter_mut().enumerate().take(T) {
-                        let y = &g.qs[(b * GROUP + t) * 256 + 64 * c..];
+                    for (sum, y) in sums.iter_mut().zip(ys.chunks_exact(256)).take(T) {
+                        let y = &y[64 * c..64 * c + 64];
                         let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_i8(y)), sc_lo);
                         let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_i8(&y[32..])), sc_hi);
                         *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(p_lo, p_hi));
                     }
                 }
-                // The mins, each repeated for the two bsums (16 values each) of its sub-block.
-                let mut pairs = [0u8; 16];
-                for (j, &m) in mn.iter().enumerate() {
-                    pairs[2 * j] = m;
-                    pairs[2 * j + 1] = m;
-                }
-                let mins = _mm256_cvtepu8_epi16(load128_u8(&pairs));
+                // The mins as i16, each repeated for the two bsums (16 values each) of its
+                // sub-block of 32.
+                let mn = _mm_cvtsi64_si128(i64::from_le_bytes(mn));
+                let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
                 let mut msums = [_mm256_setzero_si256(); GROUP];
-                for (t, msum) in msums.iter_mut().enumerate().take(T) {
-                    *msum = _mm256_madd_epi16(mins, load_i16(&g.bsums[(b * GROUP + t) * 16..]));
+                for (msum, bsums) in msums.iter_mut().zip(bsums.chunks_exact(16)).take(T) {
+                    *msum = _mm256_madd_epi16(mins, load_i16(bsums));
                 }
-                let dx = load_f32x4(&g.d[b * GROUP..]);
-                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 0)), dx);
-                let dm = _mm_mul_ps(_mm_set1_ps(read_f16(block, 2)), dx);
+                let dx = load_f32x4(dx);
+                let dd = _mm_mul_ps(f16_x4(block, 0), dx);
+                let dm = _mm_mul_ps(f16_x4(block, 2), dx);
                 let block_sum = _mm_sub_ps(
                     _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4(sums))),
                     _mm_mul_ps(dm, _mm_cvtepi32_ps(hsum4(msums))),
@@ -276,7 +287,9 @@ macro_rules! kernels {
         pub(super) fn q6k<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
             let m4 = _mm256_set1_epi8(0x0f);
             let mut acc = _mm_setzero_ps();
-            for (b, block) in w.chunks_exact(210).enumerate() {
+            let blocks = w.chunks_exact(210).zip(g.qs.chunks_exact(GROUP * 256));
+            for (((block, ys), dx), bsums) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.bsums.chunks_exact(GROUP * 16))
+            {
                 let scales = &block[192..208];
                 let mut sums = [_mm256_setzero_si256(); GROUP];
                 for h in 0..2 {
@@ -302,18 +315,18 @@ macro_rules! kernels {
                             _mm_set1_epi16(i16::from(scales[s] as i8)),
                             _mm_set1_epi16(i16::from(scales[s + 1] as i8)),
                         );
-                        for (t, sum) in sums.iter_mut().enumerate().take(T) {
-                            let y = load_i8(&g.qs[(b * GROUP + t) * 256 + 128 * h + 32 * k..]);
+                        for (sum, y) in sums.iter_mut().zip(ys.chunks_exact(256)).take(T) {
+                            let y = load_i8(&y[128 * h + 32 * k..128 * h + 32 * k + 32]);
                             *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), scale));
                         }
                     }
                 }
                 let scales16 = _mm256_cvtepi8_epi16(load128_u8(scales));
-                for (t, sum) in sums.iter_mut().enumerate().take(T) {
-                    let offset = _mm256_madd_epi16(scales16, load_i16(&g.bsums[(b * GROUP + t) * 16..]));
+                for (sum, bsums) in sums.iter_mut().zip(bsums.chunks_exact(16)).take(T) {
+                    let offset = _mm256_madd_epi16(scales16, load_i16(bsums));
                     *sum = _mm256_sub_epi32(*sum, _mm256_slli_epi32::<5>(offset));
                 }
-                let dd = _mm_mul_ps(_mm_set1_ps(read_f16(block, 208)), load_f32x4(&g.d[b * GROUP..]));
+                let dd = _mm_mul_ps(f16_x4(block, 208), load_f32x4(dx));
                 acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4(sums))));
             }
             store_f32x4(acc)
@@ -327,12 +340,12 @@ mod avx2 {
 
     /// Eight i32 lanes, each the sum of four u8×i8 products (`vpmaddubsw` + `vpmaddwd`).
     #[inline]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     fn dot(u: __m256i, s: __m256i) -> __m256i {
         _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
 
-    kernels!("avx2");
+    kernels!("avx2,f16c");
 }
 
 /// The AVX-512 path (256-bit registers, AVX512VL encodings, VNNI dot products).
@@ -341,10 +354,10 @@ mod avx512 {
 
     /// Eight i32 lanes, each the sum of four u8×i8 products (`vpdpbusd`).
     #[inline]
-    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn dot(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
 
-    kernels!("avx2,avx512f,avx512bw,avx512vl,avx512vnni");
+    kernels!("avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
 }
