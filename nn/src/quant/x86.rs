@@ -12,17 +12,19 @@
 //! one i32 per token, and the f32 update is done on four SSE lanes with the same
 //! multiplications and additions, in the same order, as the portable code.
 //!
-//! The two paths share one body, instantiated by the `kernels!` macro with their feature
-//! sets; they differ in the u8×i8 dot used by the 32-value formats: AVX2 multiplies to i16
-//! pairs and widens with `vpmaddwd`, AVX-512 VNNI does both in one `vpdpbusd`. The K-quant
-//! kernels apply their sub-block scales with `vpmaddwd`, which is the best either ISA offers.
+//! The 32-value-block kernels of both paths share one body, instantiated by the
+//! `block32_kernels!` macro with each path's feature set; they differ in the u8×i8 dot:
+//! AVX2 multiplies to i16 pairs and widens with `vpmaddwd`, AVX-512 VNNI does both in one
+//! `vpdpbusd`. The K-quant kernels apply their sub-block scales with a second
+//! multiply-add on i16: 256-bit `vpmaddwd` in the AVX2 path (`k_kernels!`), 512-bit
+//! `vpdpwssd` over 64 values at a time in the AVX-512 path.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
 use super::Isa;
 use super::act::{GROUP, Group};
-use super::format::{BlockFormat, q4k_scales_mins};
+use super::format::BlockFormat;
 
 /// Whether the AVX2 path can run here (AVX2 and F16C, which every AVX2 CPU has).
 pub(crate) fn has_avx2() -> bool {
@@ -172,6 +174,29 @@ fn unpack_nibbles(qs: &[u8]) -> __m256i {
     _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(raw), raw), _mm256_set1_epi8(0x0f))
 }
 
+/// The eight scales (bytes 0..8) and eight mins (bytes 8..16) of a Q4_K block, computed
+/// like `q4k_scales_mins` (llama.cpp's u32 masks) on SSE lanes: lane 0 works on the scales'
+/// words and lane 1 on the mins'.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn q4k_scales_mins_x86(block: &[u8]) -> __m128i {
+    // Words a, b, c of `scales[12]` (and four bytes of `qs`, unused).
+    let v = load128_u8(&block[4..20]);
+    let low6 = _mm_and_si128(v, _mm_set1_epi8(0x3f));
+    let c = _mm_srlv_epi32(_mm_shuffle_epi32::<0b1010_1010>(v), _mm_setr_epi32(0, 4, 0, 0));
+    let top2 = _mm_slli_epi32::<4>(_mm_and_si128(_mm_srli_epi32::<6>(v), _mm_set1_epi8(0x03)));
+    let high = _mm_or_si128(_mm_and_si128(c, _mm_set1_epi8(0x0f)), top2);
+    _mm_unpacklo_epi32(low6, high)
+}
+
+/// Sixteen i16: each Q4_K min (bytes 8..16 of `scales_mins`) twice, one per bsum of its
+/// sub-block.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn q4k_mins_x16(scales_mins: __m128i) -> __m256i {
+    _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(scales_mins, scales_mins))
+}
+
 /// Bits 4 and 5 of Q6_K values: the two low bits of each byte of `qh`, moved up by 4.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
@@ -179,9 +204,9 @@ fn q6_high(qh: __m256i) -> __m256i {
     _mm256_slli_epi16::<4>(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)))
 }
 
-/// Generates the five kernels of one ISA; the invoking module provides
+/// Generates the 32-value-block kernels of one ISA; the invoking module provides
 /// `dot(u, s) -> __m256i` (eight i32 lanes, each the sum of four u8×i8 products).
-macro_rules! kernels {
+macro_rules! block32_kernels {
     ($features:literal) => {
         /// Q4_0 × Q8_0 for `T` tokens: `acc + (d·dx)·(Σ nibble·y − 8·Σy)`.
         #[target_feature(enable = $features)]
@@ -238,7 +263,12 @@ macro_rules! kernels {
             }
             store_f32x4(acc)
         }
+    };
+}
 
+/// Generates the 256-bit K-quant kernels with the given features.
+macro_rules! k_kernels {
+    ($features:literal) => {
         /// Q4_K × Q8_K for `T` tokens: `acc + ((d·dx)·Σ scᵢ·isumᵢ − (dmin·dx)·Σ mnᵢ·bsumᵢ)`.
         #[target_feature(enable = $features)]
         pub(super) fn q4k<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
@@ -247,7 +277,10 @@ macro_rules! kernels {
             let blocks = w.chunks_exact(144).zip(g.qs.chunks_exact(GROUP * 256));
             for (((block, ys), dx), bsums) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.bsums.chunks_exact(GROUP * 16))
             {
-                let (sc, mn) = q4k_scales_mins(&block[4..16]);
+                let scales_mins = q4k_scales_mins_x86(block);
+                let mut sc = [0u8; 16];
+                // SAFETY: `sc` is 16 writable bytes; the store is unaligned.
+                unsafe { _mm_storeu_si128(sc.as_mut_ptr().cast(), scales_mins) };
                 let mut sums = [_mm256_setzero_si256(); GROUP];
                 for (c, qs) in block[16..144].chunks_exact(32).enumerate() {
                     let raw = load_u8(qs);
@@ -262,10 +295,7 @@ macro_rules! kernels {
                         *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(p_lo, p_hi));
                     }
                 }
-                // The mins as i16, each repeated for the two bsums (16 values each) of its
-                // sub-block of 32.
-                let mn = _mm_cvtsi64_si128(i64::from_le_bytes(mn));
-                let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+                let mins = q4k_mins_x16(scales_mins);
                 let mut msums = [_mm256_setzero_si256(); GROUP];
                 for (msum, bsums) in msums.iter_mut().zip(bsums.chunks_exact(16)).take(T) {
                     *msum = _mm256_madd_epi16(mins, load_i16(bsums));
@@ -345,10 +375,12 @@ mod avx2 {
         _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
 
-    kernels!("avx2,f16c");
+    block32_kernels!("avx2,f16c");
+    k_kernels!("avx2,f16c");
 }
 
-/// The AVX-512 path (256-bit registers, AVX512VL encodings, VNNI dot products).
+/// The AVX-512 path: 256-bit VNNI dot products for the 32-value blocks, 512-bit registers
+/// (64 values per instruction, `vpdpwssd` applying the sub-block scales) for the K-quants.
 mod avx512 {
     use super::*;
 
@@ -359,5 +391,132 @@ mod avx512 {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
 
-    kernels!("avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
+    block32_kernels!("avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
+
+    /// Loads 64 bytes from the start of `s`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load512_u8(s: &[u8]) -> __m512i {
+        let a: &[u8; 64] = s[..64].try_into().expect("64 bytes");
+        // SAFETY: `a` is 64 readable bytes; the load is unaligned.
+        unsafe { _mm512_loadu_si512(a.as_ptr().cast()) }
+    }
+
+    /// Loads 64 signed bytes from the start of `s`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load512_i8(s: &[i8]) -> __m512i {
+        let a: &[i8; 64] = s[..64].try_into().expect("64 bytes");
+        // SAFETY: `a` is 64 readable bytes; the load is unaligned.
+        unsafe { _mm512_loadu_si512(a.as_ptr().cast()) }
+    }
+
+    /// The 32 i16 `values`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn i16x32(values: [i16; 32]) -> __m512i {
+        // SAFETY: `values` is 64 readable bytes; the load is unaligned.
+        unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
+    }
+
+    /// The 32 i16 lanes `[a; 16]` then `[b; 16]` (two sub-blocks' scales, or shift counts).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn halves_i16(a: i16, b: i16) -> __m512i {
+        _mm512_inserti64x4::<1>(_mm512_set1_epi16(a), _mm256_set1_epi16(b))
+    }
+
+    /// The sum of the two 256-bit halves of `v`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn fold(v: __m512i) -> __m256i {
+        _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
+    }
+
+    /// Q4_K × Q8_K for `T` tokens, 64 values per instruction: same integers and f32 steps as
+    /// the 256-bit kernel.
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn q4k<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
+        let mask = _mm512_set1_epi8(0x0f);
+        // Low half: the low nibbles (values 64c..64c+32), high half: the high nibbles.
+        let nibble_shift = halves_i16(0, 4);
+        // Lane i of `spread[c]` picks scale 2c + i/16: the sub-block (32 values, 16 i16 lanes
+        // after vpmaddubsw) of value 2i of the c-th run of 64 values.
+        let spread: [__m512i; 4] = std::array::from_fn(|c| i16x32(std::array::from_fn(|i| (2 * c + i / 16) as i16)));
+        let mut acc = _mm_setzero_ps();
+        let blocks = w.chunks_exact(144).zip(g.qs.chunks_exact(GROUP * 256));
+        for (((block, ys), dx), bsums) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.bsums.chunks_exact(GROUP * 16)) {
+            let scales_mins = q4k_scales_mins_x86(block);
+            let sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins));
+            let mut sums = [_mm512_setzero_si512(); GROUP];
+            for ((qs, idx), c) in block[16..144].chunks_exact(32).zip(spread).zip(0..) {
+                let raw = _mm512_broadcast_i64x4(load_u8(qs));
+                let q = _mm512_and_si512(_mm512_srlv_epi16(raw, nibble_shift), mask);
+                let scale = _mm512_permutexvar_epi16(idx, sc);
+                for (sum, y) in sums.iter_mut().zip(ys.chunks_exact(256)).take(T) {
+                    let y = load512_i8(&y[64 * c..64 * c + 64]);
+                    *sum = _mm512_dpwssd_epi32(*sum, _mm512_maddubs_epi16(q, y), scale);
+                }
+            }
+            let mins = q4k_mins_x16(scales_mins);
+            let mut folded = [_mm256_setzero_si256(); GROUP];
+            let mut msums = [_mm256_setzero_si256(); GROUP];
+            for (((f, msum), sum), bsums) in
+                folded.iter_mut().zip(&mut msums).zip(sums).zip(bsums.chunks_exact(16)).take(T)
+            {
+                *f = fold(sum);
+                *msum = _mm256_madd_epi16(mins, load_i16(bsums));
+            }
+            let dx = load_f32x4(dx);
+            let dd = _mm_mul_ps(f16_x4(block, 0), dx);
+            let dm = _mm_mul_ps(f16_x4(block, 2), dx);
+            let block_sum = _mm_sub_ps(
+                _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4(folded))),
+                _mm_mul_ps(dm, _mm_cvtepi32_ps(hsum4(msums))),
+            );
+            acc = _mm_add_ps(acc, block_sum);
+        }
+        store_f32x4(acc)
+    }
+
+    /// Q6_K × Q8_K for `T` tokens, 64 values per instruction: same integers and f32 steps as
+    /// the 256-bit kernel.
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn q6k<const T: usize>(w: &[u8], g: Group<'_>) -> [f32; GROUP] {
+        let (m4, m2) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x03));
+        // Low half: qh's bits for values 0..32 of a half, high half: for values 32..64.
+        let qh_shift = halves_i16(0, 2);
+        // Lane i of `spread[k]` picks scale 4k + i/8: the sub-block (16 values, 8 i16 lanes
+        // after vpmaddubsw) of value 2i of the k-th run of 64 values.
+        let spread: [__m512i; 4] = std::array::from_fn(|k| i16x32(std::array::from_fn(|i| (4 * k + i / 8) as i16)));
+        let mut acc = _mm_setzero_ps();
+        let blocks = w.chunks_exact(210).zip(g.qs.chunks_exact(GROUP * 256));
+        for (((block, ys), dx), bsums) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.bsums.chunks_exact(GROUP * 16)) {
+            let scales16 = _mm256_cvtepi8_epi16(load128_u8(&block[192..208]));
+            let scales = spread.map(|idx| _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(scales16)));
+            let mut sums = [_mm512_setzero_si512(); GROUP];
+            for h in 0..2 {
+                let ql = load512_u8(&block[64 * h..64 * h + 64]);
+                let qh = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load_u8(&block[128 + 32 * h..])), qh_shift);
+                let high = |bits: __m512i| _mm512_slli_epi16::<4>(_mm512_and_si512(bits, m2));
+                // Values 128h .. 128h+64 and 128h+64 .. 128h+128, as in dequantize_row_q6_K.
+                let first = _mm512_or_si512(_mm512_and_si512(ql, m4), high(qh));
+                let second =
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4), high(_mm512_srli_epi16::<4>(qh)));
+                for (sum, y) in sums.iter_mut().zip(ys.chunks_exact(256)).take(T) {
+                    let (y0, y1) = (load512_i8(&y[128 * h..]), load512_i8(&y[128 * h + 64..]));
+                    *sum = _mm512_dpwssd_epi32(*sum, _mm512_maddubs_epi16(first, y0), scales[2 * h]);
+                    *sum = _mm512_dpwssd_epi32(*sum, _mm512_maddubs_epi16(second, y1), scales[2 * h + 1]);
+                }
+            }
+            let mut folded = [_mm256_setzero_si256(); GROUP];
+            for ((f, sum), bsums) in folded.iter_mut().zip(sums).zip(bsums.chunks_exact(16)).take(T) {
+                let offset = _mm256_madd_epi16(scales16, load_i16(bsums));
+                *f = _mm256_sub_epi32(fold(sum), _mm256_slli_epi32::<5>(offset));
+            }
+            let dd = _mm_mul_ps(f16_x4(block, 208), load_f32x4(dx));
+            acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4(folded))));
+        }
+        store_f32x4(acc)
+    }
 }
