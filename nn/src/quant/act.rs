@@ -11,7 +11,9 @@
 //! groups of [`GROUP`] and, block by block, the group's four int8 blocks lie side by side
 //! with their scales in four consecutive f32 lanes, so that a kernel reads one weight block
 //! and applies it to four tokens with contiguous loads. The last group is padded with
-//! all-zero tokens.
+//! all-zero tokens. Groups are quantised in parallel on rayon's current pool.
+
+use rayon::prelude::*;
 
 use super::f16::{f16_to_f32, f32_to_f16};
 use super::format::{BlockFormat, QK_K};
@@ -102,29 +104,26 @@ impl QuantizedActivations {
             sums: if format == ActFormat::Q8_0 { vec![0; lanes] } else { Vec::new() },
             bsums: if format == ActFormat::Q8K { vec![0; lanes * 16] } else { Vec::new() },
         };
-        for (t, row) in x.chunks_exact(cols.max(1)).take(m).enumerate() {
-            for (b, values) in row.chunks_exact(len).enumerate() {
-                let lane = ((t / GROUP) * nb + b) * GROUP + t % GROUP;
-                let qs = &mut acts.qs[lane * len..(lane + 1) * len];
-                match format {
-                    ActFormat::Q8_0 | ActFormat::Q8_1 => {
-                        let (d, sum) = quantize_q8_0(values, qs);
-                        acts.d[lane] = f16_to_f32(f32_to_f16(d));
-                        if format == ActFormat::Q8_0 {
-                            acts.sums[lane] = sum;
-                        } else {
-                            acts.s[lane] = f16_to_f32(f32_to_f16(sum as f32 * d));
-                        }
-                    }
-                    ActFormat::Q8K => {
-                        acts.d[lane] = quantize_q8_k(values, qs);
-                        for (bs, q) in acts.bsums[lane * 16..(lane + 1) * 16].iter_mut().zip(qs.chunks_exact(16)) {
-                            *bs = q.iter().map(|&v| i16::from(v)).sum();
-                        }
-                    }
+        // Split every array at group boundaries and quantise the groups in parallel.
+        let per_group = nb * GROUP;
+        let (mut qs, mut d, mut s) = (&mut acts.qs[..], &mut acts.d[..], &mut acts.s[..]);
+        let (mut sums, mut bsums) = (&mut acts.sums[..], &mut acts.bsums[..]);
+        let parts: Vec<_> = (0..groups)
+            .map(|_| GroupMut {
+                qs: take_front(&mut qs, per_group * len),
+                d: take_front(&mut d, per_group),
+                s: take_front(&mut s, per_group),
+                sums: take_front(&mut sums, per_group),
+                bsums: take_front(&mut bsums, per_group * 16),
+            })
+            .collect();
+        parts.into_par_iter().zip(x.par_chunks(GROUP * cols.max(1))).for_each(|(mut part, rows)| {
+            for (t, row) in rows.chunks_exact(cols.max(1)).enumerate() {
+                for (b, values) in row.chunks_exact(len).enumerate() {
+                    part.quantize_block(format, b * GROUP + t, values);
                 }
             }
-        }
+        });
         acts
     }
 
@@ -160,6 +159,49 @@ impl QuantizedActivations {
             bsums: &self.bsums[part(self.bsums.len(), 16)],
         }
     }
+}
+
+/// One group's mutable slices, block-major as in [`QuantizedActivations`].
+struct GroupMut<'a> {
+    qs: &'a mut [i8],
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    sums: &'a mut [i32],
+    bsums: &'a mut [i16],
+}
+
+impl GroupMut<'_> {
+    /// Quantises `values` (one block of `format`) into lane `lane` (block · GROUP + token).
+    fn quantize_block(&mut self, format: ActFormat, lane: usize, values: &[f32]) {
+        let len = format.block_len();
+        let qs = &mut self.qs[lane * len..(lane + 1) * len];
+        match format {
+            ActFormat::Q8_0 | ActFormat::Q8_1 => {
+                let (d, sum) = quantize_q8_0(values, qs);
+                self.d[lane] = f16_to_f32(f32_to_f16(d));
+                if format == ActFormat::Q8_0 {
+                    self.sums[lane] = sum;
+                } else {
+                    self.s[lane] = f16_to_f32(f32_to_f16(sum as f32 * d));
+                }
+            }
+            ActFormat::Q8K => {
+                self.d[lane] = quantize_q8_k(values, qs);
+                for (bs, q) in self.bsums[lane * 16..(lane + 1) * 16].iter_mut().zip(qs.chunks_exact(16)) {
+                    *bs = q.iter().map(|&v| i16::from(v)).sum();
+                }
+            }
+        }
+    }
+}
+
+/// Splits the first `n` elements (or all, if fewer: arrays a format does not use are empty)
+/// off `v`.
+fn take_front<'a, T>(v: &mut &'a mut [T], n: usize) -> &'a mut [T] {
+    let at = n.min(v.len());
+    let (front, rest) = std::mem::take(v).split_at_mut(at);
+    *v = rest;
+    front
 }
 
 /// `quantize_row_q8_0_ref` for one block of 32: writes `qs` and returns the unrounded scale

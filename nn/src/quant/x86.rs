@@ -6,7 +6,7 @@
 //! array, and [`row_group`] checks the CPU's features before entering a kernel.
 //!
 //! The kernels follow `portable.rs` exactly: the integer dot of each weight block with up to
-//! four activation blocks is computed in 256-bit registers (`vpmaddubsw` + `vpmaddwd`, or
+//! four activation blocks is computed in SIMD registers (`vpmaddubsw` + `vpmaddwd`, or
 //! VNNI's `vpdpbusd`, exact either way since no intermediate can saturate: weights are
 //! unsigned ≤ 63, or |w| ≤ 128 via the sign trick, and activations |y| ≤ 127), reduced to
 //! one i32 per token, and the f32 update is done on four SSE lanes with the same
