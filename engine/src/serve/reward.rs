@@ -292,8 +292,8 @@ pub fn run_args(args: &ServeArgs) -> Result<(), ServeError> {
     let model = crate::eval::load_model(&args.model)?;
     eprintln!("loaded {} from {}", model.id, args.model.display());
     run(Arc::new(model), &opts, |addr| {
-        println!("listening on http://{addr}");
-        let _ = std::io::Write::flush(&mut std::io::stdout());
+        // A closed stdout must not stop the server (see crate::stdout); the line is a courtesy.
+        let _ = crate::outln!("listening on http://{addr}");
     })
 }
 
