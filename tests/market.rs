@@ -580,6 +580,42 @@ fn an_index_that_lies_about_a_hash_is_refused() {
     m.refused(|| m.add("example"), &["lists", "as example 9.0.0 but the bundle is example 0.1.0"]);
 }
 
+/// Issue 21: the `rules` an index entry advertises must be the signed manifest's.
+#[test]
+fn an_index_that_misstates_the_rules_is_refused() {
+    let m = Market::new();
+    m.publish(example_bundle("example", "0.1.0"), Some(&m.alice));
+    m.edit_index(|i| i.packs[0].rules = vec!["harmless-rule".into()]);
+    m.refused(|| m.add("example"), &["example@0.1.0", "lists the rules [harmless-rule]", "declares [no-shouting]"]);
+}
+
+/// Issue 21: an index served over HTTP may not point at a local file (which would also
+/// reveal its size in the size-mismatch error), and a pack listed only with versions that
+/// are not semver gets an error saying so, not "did you mean" itself.
+#[test]
+fn a_remote_index_may_not_name_local_bundles_and_bad_versions_are_named() {
+    let m = Market::new();
+    m.publish(example_bundle("example", "0.1.0"), Some(&m.alice));
+    let secret = m._dir.path().join("secret.txt");
+    std::fs::write(&secret, "a local secret").unwrap();
+    let local = format!("file://{}", secret.display());
+    m.edit_index(|i| i.packs[0].bundle = local.clone());
+    let refused = |err: String| {
+        assert!(err.contains("may only name http(s) bundles") && err.contains(&local), "{err}");
+        assert!(!err.contains("14 arrived") && !err.contains("bytes"), "the error tells the local file's size: {err}");
+    };
+    let before = m.snapshot();
+    refused(m.add("example").unwrap_err().to_string());
+    assert!(before == m.snapshot());
+
+    let m = Market::new();
+    m.publish(example_bundle("shout", "0.1.0"), Some(&m.alice));
+    m.edit_index(|i| i.packs[0].version = "one".into());
+    let err = m.add("shout").unwrap_err().to_string();
+    assert!(err.contains("pack \"shout\" is listed only with versions that are not semver (\"one\")"), "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
+}
+
 #[test]
 fn a_capability_must_be_granted_explicitly() {
     let m = Market::new();

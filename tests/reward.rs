@@ -228,6 +228,38 @@ fn resumed_training_ends_where_an_uninterrupted_run_ends() {
     assert!(straight.epochs[1].train_loss < std::f64::consts::LN_2, "{:?}", straight.epochs);
 }
 
+/// Issue 21: a checkpoint made on other pairs (same count, one response edited) is not
+/// resumed; the error says why and what to do.
+#[test]
+fn a_checkpoint_made_on_other_data_is_not_resumed() {
+    let work = tempfile::tempdir().unwrap();
+    let backbone = work.path().join("tiny");
+    tiny_backbone(&backbone);
+    let (train, dev) = demo_pairs();
+    let options = TrainOptions {
+        epochs: 1,
+        batch_size: 4,
+        max_len: 64,
+        checkpoint_every: 2,
+        progress: false,
+        threads: Some(2),
+        ..TrainOptions::new(&backbone, work.path().join("rm"))
+    };
+    let first = engine::reward::train(&TrainOptions { stop_after: Some(2), ..options.clone() }, &train, &dev).unwrap();
+    assert_eq!(first.steps, 2);
+    let mut edited = train.clone();
+    edited[0].chosen.push_str(" (edited)");
+    let err = engine::reward::train(&TrainOptions { resume: true, ..options.clone() }, &edited, &dev).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("state.json") && message.contains("other data") && message.contains("--resume"),
+        "{message}"
+    );
+    // The same data still resumes.
+    let resumed = engine::reward::train(&TrainOptions { resume: true, ..options }, &train, &dev).unwrap();
+    assert_eq!(resumed.resumed_from, 2);
+}
+
 #[test]
 fn train_command_writes_an_export_and_reports_dev_accuracy() {
     let work = tempfile::tempdir().unwrap();

@@ -180,6 +180,22 @@ fn oversize_bodies_are_413() {
     assert_eq!(scorer.calls.lock().unwrap().len(), 1);
 }
 
+/// Issue 21: a small body can hold many items; past --max-items it is 413 with a JSON error,
+/// and the model is not called.
+#[test]
+fn too_many_items_are_413_with_a_json_error() {
+    let (server, scorer) = start(ServeOptions { max_items: 3, ..ServeOptions::default() });
+    let item = json!({"prompt": "p", "response": "x"});
+    let (status, answer) = post(&server, "/score", &json!({"items": [&item, &item, &item, &item]}).to_string());
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error"], "the request has 4 items, more than 3 (--max-items); split it into smaller requests");
+    let (status, _) = post(&server, "/get_reward", &json!({"query": ["a", "b", "c", "d"]}).to_string());
+    assert_eq!(status, 413);
+    assert!(scorer.calls.lock().unwrap().is_empty());
+    let (status, answer) = post(&server, "/score", &json!({"items": [&item, &item, &item]}).to_string());
+    assert_eq!((status, rewards(&answer).len()), (200, 3));
+}
+
 #[test]
 fn empty_lists_get_empty_rewards_without_calling_the_model() {
     let (server, scorer) = start(ServeOptions::default());

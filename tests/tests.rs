@@ -12,6 +12,7 @@ mod judge;
 mod market;
 mod remote_judge;
 mod reward;
+mod robustness;
 mod run;
 mod sandbox;
 mod scoring;

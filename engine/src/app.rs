@@ -49,6 +49,8 @@ pub enum AppError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: not a label record: {message}", path.display())]
     BadRecord { path: PathBuf, line: usize, message: String },
+    #[error(transparent)]
+    SameFile(#[from] crate::fsio::SameFileError),
     #[error("{0}")]
     Usage(String),
 }
@@ -144,15 +146,17 @@ pub fn score(config: &Path, args: &ScoreArgs) -> Result<ScoreReport, AppError> {
     let input = args.input.clone().or(job.input.clone()).ok_or_else(|| {
         AppError::Usage(format!("no input: pass --input FILE or set job.input in {}", job.config_path.display()))
     })?;
+    let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
+    let sidecar_path = judge_sidecar(&out);
+    for output in [("--out", out.as_path()), ("the judge sidecar", sidecar_path.as_path())] {
+        crate::fsio::refuse_overwriting_inputs(output, &[("--input", &input), ("--config", config)])?;
+    }
     let read = data::read_pairs(
         &input,
         &ReadOptions { format: args.format.unwrap_or(job.format), skip_invalid: args.skip_invalid },
     )?;
-    for skipped in read.skipped.iter().take(10) {
-        eprintln!("warning: skipped {skipped}");
-    }
+    data::warn_skipped(&read.skipped);
     let index = data::unique_samples(&read.pairs);
-    let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
     let opts = ScoreOptions {
         out: out.clone(),
         shard: args.shard.unwrap_or(Shard::ALL),
@@ -166,12 +170,9 @@ pub fn score(config: &Path, args: &ScoreArgs) -> Result<ScoreReport, AppError> {
             judge: judge.id().to_string(),
             packs: job.packs.iter().filter(|p| p.spec.grants.judge).map(|p| p.spec.name.clone()).collect(),
         };
-        let path = judge_sidecar(&out);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| AppError::Io { path: parent.to_path_buf(), source })?;
-        }
         let text = serde_json::to_string_pretty(&sidecar).expect("the sidecar serialises") + "\n";
-        std::fs::write(&path, text).map_err(|source| AppError::Io { path: path.clone(), source })?;
+        crate::fsio::write_atomic(&sidecar_path, text.as_bytes())
+            .map_err(|source| AppError::Io { path: sidecar_path.clone(), source })?;
     }
     let summary = score::score(&registry, &index.samples, &opts)?;
     let judge = judge.map(|j| (j.id().to_string(), j.stats()));
@@ -200,25 +201,41 @@ pub struct Verified {
     pub result: Result<String, String>,
 }
 
-/// `engine rules verify`: checks every pack's pin, ABI and imports, and that it loads.
-/// Every pack is checked even after a failure; the caller exits non-zero on any.
+/// `engine rules verify`: checks every pack's pin, ABI and imports, and that it loads;
+/// then, when all load, the checks `engine score` makes of the rule set as a whole
+/// ([`Registry::assemble`]: enable/disable lists name existing rules, rule ids are unique),
+/// reported as one more entry named [`RULE_SET`]. Every pack is checked even after a
+/// failure; the caller exits non-zero on any.
 pub fn rules_verify(config: &Path) -> Result<Vec<Verified>, AppError> {
     let mut job = Job::load(config)?;
     crate::market::apply_lock(&mut job)?;
     let runtime = Runtime::new(job.limits.clone(), job.cache_dir.clone(), None)?;
-    Ok(job
+    let loaded: Vec<Result<Arc<crate::plugin::Plugin>, PluginError>> =
+        job.packs.iter().map(|pack| runtime.load(&pack.spec)).collect();
+    let mut verified: Vec<Verified> = job
         .packs
         .iter()
-        .map(|pack| Verified {
+        .zip(&loaded)
+        .map(|(pack, loaded)| Verified {
             pack: pack.spec.name.clone(),
             path: pack.spec.path.clone(),
-            result: runtime
-                .load(&pack.spec)
-                .map(|p| format!("sha256 {} ok, ABI {}, {} rules", p.sha256, p.abi, p.rules.len()))
-                .map_err(|e| e.to_string()),
+            result: match loaded {
+                Ok(p) => Ok(format!("sha256 {} ok, ABI {}, {} rules", p.sha256, p.abi, p.rules.len())),
+                Err(e) => Err(e.to_string()),
+            },
         })
-        .collect())
+        .collect();
+    if let Ok(plugins) = loaded.into_iter().collect::<Result<Vec<_>, _>>() {
+        let result = Registry::assemble(&runtime, &job.packs, plugins, &job.enable, &job.config_path)
+            .map(|r| format!("{} rules enabled, ids unique", r.rules.len()))
+            .map_err(|e| e.to_string());
+        verified.push(Verified { pack: RULE_SET.to_string(), path: job.config_path.clone(), result });
+    }
+    Ok(verified)
 }
+
+/// The name [`rules_verify`] gives its check of the rule set as a whole.
+pub const RULE_SET: &str = "(rule set)";
 
 /// `engine rules inspect RULE`: everything known about one rule and its pack.
 pub fn rules_inspect(config: &Path, rule_id: &str) -> Result<String, AppError> {
@@ -233,7 +250,8 @@ pub fn rules_inspect(config: &Path, rule_id: &str) -> Result<String, AppError> {
     })?;
     let plugin = registry.plugin_of(rule);
     let spec = &job.packs.iter().find(|p| p.spec.name == plugin.name).expect("every plugin comes from a pack").spec;
-    let bytes = std::fs::read(&plugin.path).map_err(|source| PluginError::Io { path: plugin.path.clone(), source })?;
+    let bytes =
+        crate::fsio::read(&plugin.path).map_err(|source| PluginError::Io { path: plugin.path.clone(), source })?;
     let header = abi::check(&bytes).map_err(|source| PluginError::Abi { path: plugin.path.clone(), source })?;
     let mut text = String::new();
     let m = &rule.meta;
@@ -354,6 +372,8 @@ fn select_and_label(
 /// `engine label`: selects rules per pair, labels it, writes one audit record per pair.
 pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
     let job = Job::load(config)?;
+    let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("labeled.jsonl"));
+    refuse_overwriting_selection_inputs(&job, config, &out, args.scores.as_deref(), args.pairs.as_deref())?;
     let strategy = args.strategy.clone().unwrap_or(job.strategy.clone());
     let predictions = |pairs: &[data::Pair]| -> Result<Option<Predictions>, AppError> {
         match (&strategy, &job.adapter) {
@@ -377,27 +397,41 @@ pub fn label(config: &Path, args: &LabelArgs) -> Result<LabelReport, AppError> {
         predictions,
     )?;
     attach_judge(&mut records, &scores_path)?;
-    let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("labeled.jsonl"));
     let mut text = String::new();
     for record in &records {
         text.push_str(&serde_json::to_string(record).expect("audit records serialise"));
         text.push('\n');
     }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| AppError::Io { path: parent.to_path_buf(), source })?;
-    }
-    let tmp = out.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, text).map_err(|source| AppError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, &out).map_err(|source| AppError::Io { path: out.clone(), source })?;
+    crate::fsio::write_atomic(&out, text.as_bytes()).map_err(|source| AppError::Io { path: out.clone(), source })?;
     let agreement = records.iter().any(|r| r.gold.is_some()).then(|| labeling::agreement(&records, 0));
     Ok(LabelReport { out, records, agreement })
+}
+
+/// Fails when `out` (an output of `engine label` or `engine pairwise`) is one of the files
+/// the selection reads: the scores (`--scores`, else `<job.output>/scores.jsonl`), their
+/// judge sidecar, the pairs (`--pairs`, else job.input) or the config.
+fn refuse_overwriting_selection_inputs(
+    job: &Job,
+    config: &Path,
+    out: &Path,
+    scores: Option<&Path>,
+    pairs: Option<&Path>,
+) -> Result<(), AppError> {
+    let scores = scores.map(Path::to_path_buf).unwrap_or_else(|| job.output_dir.join("scores.jsonl"));
+    let sidecar = judge_sidecar(&scores);
+    let mut inputs = vec![("--scores", scores.as_path()), ("judge sidecar", sidecar.as_path()), ("--config", config)];
+    if let Some(pairs) = pairs.or(job.input.as_deref()) {
+        inputs.push(("--pairs", pairs));
+    }
+    crate::fsio::refuse_overwriting_inputs(("--out", out), &inputs)?;
+    Ok(())
 }
 
 /// Names the judge in every audit record whose voting rules came from a pack that asked it,
 /// as recorded by `engine score` beside the scores (see [`judge_sidecar`]).
 fn attach_judge(records: &mut [AuditRecord], scores: &Path) -> Result<(), AppError> {
     let path = judge_sidecar(scores);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::fsio::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => return Err(AppError::Io { path, source }),
@@ -439,7 +473,7 @@ pub fn judge_probe(
 
 /// Reads labeled.jsonl.
 pub fn read_labels(path: &Path) -> Result<Vec<AuditRecord>, AppError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AppError::Io { path: path.to_path_buf(), source })?;
+    let text = crate::fsio::read_to_string(path).map_err(|source| AppError::Io { path: path.to_path_buf(), source })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -574,6 +608,8 @@ pub struct PairwiseArgs {
 pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<PairwiseRecord>), AppError> {
     let mut job = Job::load(config)?;
     crate::market::apply_lock(&mut job)?;
+    let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("pairwise.jsonl"));
+    refuse_overwriting_selection_inputs(&job, config, &out, args.scores.as_deref(), args.pairs.as_deref())?;
     let strategy = args.strategy.clone().unwrap_or(job.strategy.clone());
     if strategy.needs_predictions() {
         return Err(AppError::Usage("pairwise rating selects from scores; the adapter strategy is not offered".into()));
@@ -597,7 +633,6 @@ pub fn pairwise(config: &Path, args: &PairwiseArgs) -> Result<(PathBuf, Vec<Pair
         |_| Ok(None),
     )?;
 
-    let out = args.out.clone().unwrap_or_else(|| job.output_dir.join("pairwise.jsonl"));
     // Keep what an earlier run finished with this judge; rewrite the file without the rest.
     let mut done =
         crate::jsonl::resume(&out, |record: &PairwiseRecord| (record.judge == judge.id()).then(|| record.pair.clone()))

@@ -44,10 +44,14 @@ impl<K: Ord, T> Resumed<K, T> {
     }
 }
 
-/// Reads what an earlier run wrote to `path` (nothing when it cannot be read) and keeps
-/// each line that parses as a `T` for which `key` gives a key; of lines with the same key,
-/// the last. Then rewrites the file atomically (through `<path>.jsonl.tmp`) with the kept
-/// lines in key order, creating its folder if needed, and opens it for appending.
+/// Reads what an earlier run wrote to `path` (nothing when it does not exist) and keeps
+/// each record for which `key` gives a key; of records with the same key, the last. Then
+/// rewrites the file atomically ([`crate::fsio::write_atomic`]) with the kept lines in key
+/// order, creating its folder if needed, and opens it for appending.
+///
+/// An unterminated last line is what a killed run leaves: it is dropped. Any other line
+/// that is not a `T` means the file is not an output of ours (notes given as `--out` by
+/// mistake): that is an error naming the file and line, and the file is left as it is.
 pub fn resume<K: Ord, T: DeserializeOwned>(
     path: &Path,
     mut key: impl FnMut(&T) -> Option<K>,
@@ -57,13 +61,24 @@ pub fn resume<K: Ord, T: DeserializeOwned>(
         move |source| JsonlError { path, source }
     };
     let mut kept = BTreeMap::new();
-    if let Ok(text) = std::fs::read_to_string(path) {
-        for line in text.lines() {
-            if let Ok(record) = serde_json::from_str::<T>(line)
-                && let Some(k) = key(&record)
-            {
-                kept.insert(k, (record, line.to_string()));
-            }
+    let text = match crate::fsio::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(error(path)(e)),
+    };
+    let complete = text.rfind('\n').map_or(0, |end| end + 1);
+    for (number, line) in text[..complete].lines().enumerate() {
+        let record = serde_json::from_str::<T>(line).map_err(|e| {
+            error(path)(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "line {}: not a record of this command's output ({e}); refusing to overwrite the file — pass another --out",
+                    number + 1
+                ),
+            ))
+        })?;
+        if let Some(k) = key(&record) {
+            kept.insert(k, (record, line.to_string()));
         }
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -74,9 +89,7 @@ pub fn resume<K: Ord, T: DeserializeOwned>(
         text.push_str(line);
         text.push('\n');
     }
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, text).map_err(error(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(error(path))?;
+    crate::fsio::write_atomic(path, text.as_bytes()).map_err(error(path))?;
     let file = std::fs::OpenOptions::new().append(true).open(path).map_err(error(path))?;
     Ok(Resumed { kept, path: path.to_path_buf(), file })
 }
@@ -103,21 +116,20 @@ mod tests {
             r#"{"id":"c","by":"me","x":0.30000000000000004}"#,
             r#"{"id":"b","by":"someone else"}"#,
             r#"{"id":"a","by":"me"}"#,
-            r#"not json"#,
             r#"{"id":"a", "by":"me", "again":true}"#,
             r#"{"id":"d","by":"m"#,
         ];
         std::fs::write(&path, lines.join("\n")).unwrap();
         let mut resumed = resume(&path, mine).unwrap();
         let kept: Vec<(&String, &String)> = resumed.kept.iter().map(|(k, (_, line))| (k, line)).collect();
-        assert_eq!(kept, [(&"a".to_string(), &lines[4].to_string()), (&"c".to_string(), &lines[0].to_string())]);
+        assert_eq!(kept, [(&"a".to_string(), &lines[3].to_string()), (&"c".to_string(), &lines[0].to_string())]);
         assert_eq!(resumed.kept["a"].0, Row { id: "a".into(), by: "me".into() });
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n{}\n", lines[4], lines[0]));
-        assert!(!path.with_extension("jsonl.tmp").exists());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n{}\n", lines[3], lines[0]));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
 
         let e = r#"{"id":"e","by":"me"}"#;
         resumed.append("e".into(), Row { id: "e".into(), by: "me".into() }, e.into()).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n{}\n{e}\n", lines[4], lines[0]));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n{}\n{e}\n", lines[3], lines[0]));
         assert!(resumed.kept.contains_key("e"));
     }
 
@@ -128,5 +140,16 @@ mod tests {
         let resumed = resume(&path, mine).unwrap();
         assert!(resumed.kept.is_empty());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn a_file_that_is_not_our_output_is_an_error_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        let notes = "my notes\nabout the run\n";
+        std::fs::write(&path, notes).unwrap();
+        let err = resume(&path, mine).unwrap_err().to_string();
+        assert!(err.contains("notes.txt") && err.contains("line 1"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), notes);
     }
 }

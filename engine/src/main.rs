@@ -375,7 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some((id, stats)) = &report.judge {
                 eprintln!("  judge {id}: {stats}");
             }
-            println!("{}", report.out.display());
+            engine::outln!("{}", report.out.display())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Merge { out, inputs } => {
@@ -402,7 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     a.accuracy, a.ci_low, a.ci_high, a.decided, a.abstain_rate
                 );
             }
-            println!("{}", report.out.display());
+            engine::outln!("{}", report.out.display())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { pair, labels, config } => {
@@ -410,10 +410,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(path) => path,
                 None => engine::config::Job::load(&config)?.output_dir.join("labeled.jsonl"),
             };
-            println!("{}", app::explain(&labels, &pair)?);
+            engine::outln!("{}", app::explain(&labels, &pair)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::EvalLabels { config, scores, gold, strategies, tie_policy, calibrate, per_rule, json } => {
+            if let Some(path) = &json {
+                let mut inputs = vec![("--config", config.as_path()), ("--gold", gold.as_path())];
+                inputs.extend(scores.as_deref().map(|s| ("--scores", s)));
+                engine::fsio::refuse_overwriting_inputs(("--json", path), &inputs)?;
+            }
             let strategies = if strategies.is_empty() {
                 ["max-discrepancy", "all", "random-k", "relevance-only", "entropy-weighted"]
                     .iter()
@@ -424,18 +429,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let (rows, rules) =
                 app::eval_labels(&config, scores.as_deref(), &gold, &strategies, &calibrate, tie_policy, per_rule)?;
-            print!("{}", app::agreement_table(&rows));
+            engine::out!("{}", app::agreement_table(&rows))?;
             if let Some(rules) = &rules {
-                print!("\nEach rule on its own (raw scores):\n\n{}", app::rule_agreement_table(rules));
+                engine::out!("\nEach rule on its own (raw scores):\n\n{}", app::rule_agreement_table(rules))?;
             }
             if let Some(path) = json {
                 let json = serde_json::json!({ "strategies": rows, "rules": rules });
-                std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
+                write_json(&path, &json)?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Pairwise { selection, out, json, quiet } => {
             let SelectionArgs { config, scores, pairs, strategy, calibrate } = selection;
+            if let Some(path) = &json {
+                let mut inputs = vec![("--config", config.as_path())];
+                inputs.extend(scores.as_deref().map(|s| ("--scores", s)));
+                inputs.extend(pairs.as_deref().map(|p| ("--pairs", p)));
+                inputs.extend(out.as_deref().map(|o| ("--out", o)));
+                engine::fsio::refuse_overwriting_inputs(("--json", path), &inputs)?;
+            }
             let args = app::PairwiseArgs { scores, pairs, out, strategy, calibrate, progress: !quiet };
             let (out, records) = app::pairwise(&config, &args)?;
             let summary = engine::pairwise::summarize(&records, 0);
@@ -447,7 +459,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 records.len() - labeled
             );
             if summary.decided + summary.pointwise_decided > 0 {
-                println!(
+                engine::outln!(
                     "| rating | decided | agrees with gold | 95% CI |\n|---|---:|---:|---|\n\
                      | pairwise (both orders) | {} | {:.3} | {:.3}–{:.3} |\n| pointwise, same rules | {} | {:.3} | {:.3}–{:.3} |",
                     summary.decided,
@@ -458,16 +470,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     summary.pointwise_accuracy,
                     summary.pointwise_ci_low,
                     summary.pointwise_ci_high
-                );
+                )?;
             }
             eprintln!(
                 "the judge's answer flips with the order of the responses in {:.1}% of the (pair, rule) answers",
                 100.0 * summary.order_flips
             );
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&summary)?)?;
+                write_json(&path, &summary)?;
             }
-            println!("{}", out.display());
+            engine::outln!("{}", out.display())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Adapter {
@@ -484,16 +496,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..defaults
             };
             let report = engine::adapter::train_files(&files, &opts)?;
-            print!("{report}");
-            println!("wrote {} (adapter.json, adapter.safetensors, report.json)", out.display());
+            engine::out!("{report}")?;
+            engine::outln!("wrote {} (adapter.json, adapter.safetensors, report.json)", out.display())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
             let outcome = engine::eval::cli::run_eval(&args)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&outcome.report)?);
+                engine::outln!("{}", serde_json::to_string_pretty(&outcome.report)?)?;
             } else {
-                print!("{}", engine::eval::summary(&outcome.report));
+                engine::out!("{}", engine::eval::summary(&outcome.report))?;
             }
             let w = &outcome.written;
             eprintln!("wrote {}, {} and {}", w.json.display(), w.markdown.display(), w.rewards.display());
@@ -504,12 +516,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(args) => {
-            println!("{}", engine::reward::cli::run_train(&args)?);
+            engine::outln!("{}", engine::reward::cli::run_train(&args)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config, threads, quiet } => {
             let report = engine::report::run(&engine::report::RunOptions { config, threads, progress: !quiet })?;
-            println!("{}", engine::report::summary(&report));
+            engine::outln!("{}", engine::report::summary(&report))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pack { command } => engine::market::command::run_pack(command),
@@ -529,39 +541,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules { command } => match command {
             RulesCommand::Market(command) => engine::market::command::run_rules(command),
             RulesCommand::List { config } => {
-                println!("{}", app::rules_list(&config)?);
+                engine::outln!("{}", app::rules_list(&config)?)?;
                 Ok(ExitCode::SUCCESS)
             }
             RulesCommand::Verify { config } => {
                 let mut failed = false;
                 for v in app::rules_verify(&config)? {
                     match v.result {
-                        Ok(detail) => println!("ok    {} ({}): {detail}", v.pack, v.path.display()),
+                        Ok(detail) => engine::outln!("ok    {} ({}): {detail}", v.pack, v.path.display())?,
                         Err(error) => {
                             failed = true;
-                            println!("FAIL  {}: {error}", v.pack);
+                            engine::outln!("FAIL  {}: {error}", v.pack)?;
                         }
                     }
                 }
                 Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
             }
             RulesCommand::Inspect { rule, config } => {
-                println!("{}", app::rules_inspect(&config, &rule)?);
+                engine::outln!("{}", app::rules_inspect(&config, &rule)?)?;
                 Ok(ExitCode::SUCCESS)
             }
             RulesCommand::JudgeProbe { config, data, layout, json } => {
+                if let Some(path) = &json {
+                    let inputs = [("--config", config.as_path()), ("--data", data.as_path())];
+                    engine::fsio::refuse_overwriting_inputs(("--json", path), &inputs)?;
+                }
                 use engine::judge::Layout;
                 let layouts = match layout.as_str() {
                     "both" => vec![Layout::SampleFirst, Layout::RuleFirst],
                     one => vec![one.parse::<Layout>().map_err(anyhow::Error::msg)?],
                 };
                 let reports = app::judge_probe(&config, &data, &layouts)?;
-                println!(
+                engine::outln!(
                     "| layout | items | AUC | AUC within rule | sign accuracy | mean score (follows) | mean score (violates) | P(yes)+P(no) | seconds |"
-                );
-                println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+                )?;
+                engine::outln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
                 for (layout, r) in &reports {
-                    println!(
+                    engine::outln!(
                         "| {} | {} | {:.3} | {:.3} | {:.3} | {:+.4} | {:+.4} | {:.3} | {:.1} |",
                         layout.as_str(),
                         r.items,
@@ -572,15 +588,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.mean_score_violates,
                         r.mean_answer_mass,
                         r.seconds
-                    );
+                    )?;
                 }
                 if let Some(path) = json {
                     let rows: Vec<serde_json::Value> =
                         reports.iter().map(|(l, r)| serde_json::json!({ "layout": l.as_str(), "report": r })).collect();
-                    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+                    write_json(&path, &rows)?;
                 }
                 Ok(ExitCode::SUCCESS)
             }
         },
     }
+}
+
+/// Writes a `--json` output atomically (see `engine::fsio::write_atomic`), naming the file
+/// on failure.
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    engine::fsio::write_atomic(path, text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -343,6 +343,10 @@ pub struct TrainFiles {
 /// `engine adapter train`: reads the pairs and their full scores, embeds the pairs, trains,
 /// writes the adapter and its held-out report into `files.out`.
 pub fn train_files(files: &TrainFiles, opts: &TrainOptions) -> Result<AdapterReport, AdapterError> {
+    let inputs =
+        [("--scores", files.scores.as_path()), ("--pairs", files.pairs.as_path()), ("--encoder", &files.encoder)];
+    crate::fsio::refuse_output_dir_over_inputs(("--out", &files.out), &inputs)
+        .map_err(|e| AdapterError::Options(e.to_string()))?;
     let read = crate::data::read_pairs(&files.pairs, &Default::default())
         .map_err(|e| AdapterError::Format { path: files.pairs.clone(), message: e.to_string() })?;
     let records = crate::score::read_strict(&files.scores)
@@ -354,7 +358,7 @@ pub fn train_files(files: &TrainFiles, opts: &TrainOptions) -> Result<AdapterRep
     adapter.save(&files.out)?;
     let path = files.out.join("report.json");
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
-    std::fs::write(&path, json).map_err(|source| AdapterError::Io { path, source })?;
+    crate::fsio::write_atomic(&path, json.as_bytes()).map_err(|source| AdapterError::Io { path, source })?;
     Ok(report)
 }
 

@@ -141,13 +141,13 @@ impl RuleAdapter {
         let weights = dir.join("adapter.safetensors");
         let tmp = dir.join("adapter.safetensors.tmp");
         candle_core::safetensors::save(&tensors.into_iter().collect(), &tmp)?;
-        std::fs::rename(&tmp, &weights).map_err(|source| AdapterError::Io { path: weights.clone(), source })
+        crate::fsio::persist(&tmp, &weights).map_err(|source| AdapterError::Io { path: weights.clone(), source })
     }
 
     /// Reads an adapter written by [`RuleAdapter::save`].
     pub fn load(dir: &Path) -> Result<RuleAdapter, AdapterError> {
         let meta_path = dir.join("adapter.json");
-        let text = std::fs::read_to_string(&meta_path)
+        let text = crate::fsio::read_to_string(&meta_path)
             .map_err(|source| AdapterError::Io { path: meta_path.clone(), source })?;
         let meta: AdapterMeta = serde_json::from_str(&text)
             .map_err(|e| AdapterError::Format { path: meta_path.clone(), message: e.to_string() })?;
@@ -201,8 +201,7 @@ pub(super) fn bce_with_logits(z: &Tensor, t: &Tensor) -> Result<Tensor, AdapterE
     Ok(loss.mean_all()?)
 }
 
+/// [`crate::fsio::write_atomic`], naming `path` on failure.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AdapterError> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).map_err(|source| AdapterError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| AdapterError::Io { path: path.to_path_buf(), source })
+    crate::fsio::write_atomic(path, bytes).map_err(|source| AdapterError::Io { path: path.to_path_buf(), source })
 }

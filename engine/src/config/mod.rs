@@ -264,7 +264,7 @@ impl Job {
     /// Reads and validates a rules.toml.
     pub fn load(path: &Path) -> Result<Job, ConfigError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+            crate::fsio::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         Job::parse(path, &text)
     }
 
@@ -354,7 +354,7 @@ impl Job {
                     return Err(here(format!("`{key}` is also set in [pack.config]; give it in one place")));
                 }
                 let file_path = resolve(file.get_ref());
-                let content = std::fs::read_to_string(&file_path)
+                let content = crate::fsio::read_to_string(&file_path)
                     .map_err(|e| here(format!("cannot read {}: {e}", file_path.display())))?;
                 config.push((key.clone(), content));
                 files.push((key.clone(), file_path));

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{DataError, LineError};
 pub use formats::{Format, UnknownFormatName};
 pub use hash::{ParseSampleHashError, SampleHash, sha256_files};
-pub use read::{FormatCounts, ReadOptions, ReadReport, Skipped, read_pairs, read_pairs_from};
+pub use read::{FormatCounts, ReadOptions, ReadReport, Skipped, read_pairs, read_pairs_from, warn_skipped};
 pub use samples::{SampleIndex, unique_samples};
 
 /// Who wrote a message.

@@ -51,6 +51,21 @@ impl fmt::Display for Skipped {
     }
 }
 
+/// The most skipped lines [`warn_skipped`] prints one by one.
+const SKIPPED_SHOWN: usize = 10;
+
+/// Tells the user on stderr which lines `--skip-invalid` left out and why: the first
+/// [`SKIPPED_SHOWN`] as `warning: skipped FILE:LINE: REASON`, then how many more. Every
+/// command with `--skip-invalid` calls it, so that no line disappears unreported.
+pub fn warn_skipped(skipped: &[Skipped]) {
+    for s in skipped.iter().take(SKIPPED_SHOWN) {
+        eprintln!("warning: skipped {s}");
+    }
+    if skipped.len() > SKIPPED_SHOWN {
+        eprintln!("warning: skipped {} more invalid lines", skipped.len() - SKIPPED_SHOWN);
+    }
+}
+
 /// Valid rows per format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FormatCounts {
@@ -136,7 +151,9 @@ pub fn read_pairs_from(
     let mut line = 0;
     loop {
         buf.clear();
-        let read = reader.read_until(b'\n', &mut buf);
+        // A line of more than fsio::MAX_LINE_BYTES is an error, not an unbounded read
+        // (`--input /dev/zero`).
+        let read = crate::fsio::read_line_capped(&mut reader, &mut buf);
         line += 1;
         match read {
             Ok(0) => break,

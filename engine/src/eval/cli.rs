@@ -61,6 +61,12 @@ pub struct EvalOutcome {
 
 /// Loads the model, evaluates it on the data, and writes the reports.
 pub fn run_eval(args: &EvalArgs) -> Result<EvalOutcome, EvalError> {
+    // Refuse before the (slow) scoring: no report may be written over a data file.
+    let w = super::written_in(args.out.as_deref().unwrap_or(&args.model));
+    let inputs: Vec<(&str, &std::path::Path)> = args.data.iter().map(|d| ("--data", d.as_path())).collect();
+    for out in [&w.json, &w.markdown, &w.rewards] {
+        crate::fsio::refuse_overwriting_inputs(("the report", out), &inputs)?;
+    }
     let model = load_model(&args.model)?;
     let opts = EvalOptions {
         format: args.format,

@@ -88,6 +88,8 @@ pub enum EvalError {
     NonFinite { file: String, id: String, side: &'static str, value: f32 },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    SameFile(#[from] crate::fsio::SameFileError),
 }
 
 /// How to evaluate.
@@ -178,6 +180,7 @@ pub fn evaluate(scorer: &dyn RewardScorer, files: &[PathBuf], opts: &EvalOptions
     let mut summaries = Vec::new();
     for path in files {
         let read = data::read_pairs(path, &read_opts)?;
+        data::warn_skipped(&read.skipped);
         let stem = path.file_stem().map_or_else(|| read.source.clone(), |s| s.to_string_lossy().into_owned());
         let total = read.pairs.len();
         let before = labeled.len();
@@ -284,24 +287,27 @@ pub struct Written {
 }
 
 /// Writes `eval.json`, `eval.md` and `eval-rewards.jsonl` into `dir` (created if needed).
+/// The files [`write_report`] writes into `dir`.
+pub fn written_in(dir: &Path) -> Written {
+    Written { json: dir.join("eval.json"), markdown: dir.join("eval.md"), rewards: dir.join("eval-rewards.jsonl") }
+}
+
 pub fn write_report(report: &EvalReport, dir: &Path) -> Result<Written, EvalError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| EvalError::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let written =
-        Written { json: dir.join("eval.json"), markdown: dir.join("eval.md"), rewards: dir.join("eval-rewards.jsonl") };
+    let written = written_in(dir);
     let mut json = serde_json::to_string_pretty(report).expect("reports serialise");
     json.push('\n');
-    std::fs::write(&written.json, json).map_err(io(&written.json))?;
-    std::fs::write(&written.markdown, markdown(report)).map_err(io(&written.markdown))?;
+    crate::fsio::write_atomic(&written.json, json.as_bytes()).map_err(io(&written.json))?;
+    crate::fsio::write_atomic(&written.markdown, markdown(report).as_bytes()).map_err(io(&written.markdown))?;
     let mut lines = String::new();
     for pair in &report.pairs {
         lines.push_str(&serde_json::to_string(pair).expect("rewards serialise"));
         lines.push('\n');
     }
-    std::fs::write(&written.rewards, lines).map_err(io(&written.rewards))?;
+    crate::fsio::write_atomic(&written.rewards, lines.as_bytes()).map_err(io(&written.rewards))?;
     Ok(written)
 }
 

@@ -279,7 +279,7 @@ impl Bundle {
     /// the component, loads the component in the sandbox to learn its rule ids, and
     /// assembles an unsigned bundle (with the calibration card `card`, if given).
     pub fn build(wasm: &Path, info: &Path, card: Option<&Path>) -> Result<Bundle, MarketError> {
-        let text = std::fs::read_to_string(info).map_err(super::io(info))?;
+        let text = crate::fsio::read_to_string(info).map_err(super::io(info))?;
         let info_value: PackInfo = toml::from_str(&text).map_err(|e| MarketError::Invalid {
             file: info.display().to_string(),
             message: e.message().trim().into(),

@@ -157,7 +157,7 @@ pub fn run_pack(command: PackCommand) -> anyhow::Result<ExitCode> {
         PackCommand::Keygen { out } => {
             let key = SecretKey::generate()?;
             let public = key.write_new(&out)?;
-            println!("{}", key.public());
+            crate::outln!("{}", key.public())?;
             eprintln!("wrote the secret key to {} and the public key to {}", out.display(), public.display());
             eprintln!("keep {} private; give buyers the public key above", out.display());
         }
@@ -173,14 +173,14 @@ pub fn run_pack(command: PackCommand) -> anyhow::Result<ExitCode> {
                 bundle.manifest.rules.join(", "),
                 out.display()
             );
-            println!("{}", out.display());
+            crate::outln!("{}", out.display())?;
         }
         PackCommand::Sign { key, bundle: path } => {
             let key = SecretKey::read(&key)?;
             let mut bundle = Bundle::read(&path)?;
             bundle.sign(&key);
             write_atomic(&path, &bundle.to_bytes())?;
-            println!("signed {} with {}", path.display(), key.public());
+            crate::outln!("signed {} with {}", path.display(), key.public())?;
         }
         PackCommand::Verify { bundle: path, trusted_keys, allow_unsigned } => {
             let bundle = Bundle::read(&path)?;
@@ -188,7 +188,7 @@ pub fn run_pack(command: PackCommand) -> anyhow::Result<ExitCode> {
                 (true, Some(key)) => super::Signer::Unchecked { key },
                 (true, None) if allow_unsigned => super::Signer::Unsigned,
                 (true, None) => {
-                    println!("{}: intact but UNSIGNED", path.display());
+                    crate::outln!("{}: intact but UNSIGNED", path.display())?;
                     return Ok(ExitCode::FAILURE);
                 }
                 (false, _) => {
@@ -200,7 +200,7 @@ pub fn run_pack(command: PackCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             let m = &bundle.manifest;
-            println!(
+            crate::outln!(
                 "ok    {} {} (ABI {}, {} files, rules: {}{}): {signer}",
                 m.name,
                 m.version,
@@ -208,11 +208,11 @@ pub fn run_pack(command: PackCommand) -> anyhow::Result<ExitCode> {
                 m.files.len(),
                 m.rules.join(", "),
                 if bundle.card.is_some() { "; with calibration card" } else { "" }
-            );
+            )?;
         }
         PackCommand::Publish { bundle, index } => {
             let entry = index::publish(&bundle, &index)?;
-            println!(
+            crate::outln!(
                 "published {} {} in {} (bundle {}, sha256 {}…, {})",
                 entry.name,
                 entry.version,
@@ -220,7 +220,7 @@ pub fn run_pack(command: PackCommand) -> anyhow::Result<ExitCode> {
                 entry.bundle,
                 &entry.sha256[..12],
                 entry.key.as_deref().map_or("unsigned".to_string(), |k| format!("signed with {k}"))
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -232,24 +232,24 @@ pub fn run_rules(command: MarketRulesCommand) -> anyhow::Result<ExitCode> {
         MarketRulesCommand::Search { query, index, config } => {
             let market = market_or_default(&config)?;
             let fetched = FetchedIndex::fetch(&market.index_location(index.as_deref())?)?;
-            println!("{}", index::render_search(&fetched.search(&query), &market.trust));
+            crate::outln!("{}", index::render_search(&fetched.search(&query), &market.trust))?;
         }
         MarketRulesCommand::Add { pack, index, config, grants, allow_downgrade } => {
             let installed = install::add(&config, &pack, &AddOptions { index, grants, allow_downgrade })?;
-            println!("{installed}");
+            crate::outln!("{installed}")?;
         }
         MarketRulesCommand::Update { pack, index, config, grants, allow_downgrade } => {
             for outcome in install::update(&config, pack.as_ref(), &AddOptions { index, grants, allow_downgrade })? {
-                println!("{outcome}");
+                crate::outln!("{outcome}")?;
             }
         }
         MarketRulesCommand::Remove { name, config } => {
             let removed = install::remove(&config, &name)?;
-            println!("removed {} {} (and {})", removed.name, removed.version, removed.dir.display());
+            crate::outln!("removed {} {} (and {})", removed.name, removed.version, removed.dir.display())?;
         }
         MarketRulesCommand::Calibrate { pack, gold, config, index, out, threads } => {
             let report = calibrate::calibrate(&pack, &gold, &config, index.as_deref(), threads)?;
-            print!("{}", report.card.render());
+            crate::out!("{}", report.card.render())?;
             if let Some((bundle, dropped)) = &report.bundle {
                 eprintln!("wrote the card into {}", bundle.display());
                 if *dropped {

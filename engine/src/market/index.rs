@@ -176,6 +176,15 @@ impl FetchedIndex {
             .filter_map(|e| e.semver().map(|v| (e, v)))
             .collect();
         if versions.is_empty() {
+            let listed: Vec<&str> =
+                self.index.packs.iter().filter(|e| e.name == request.name).map(|e| e.version.as_str()).collect();
+            if !listed.is_empty() {
+                return Err(MarketError::NoValidVersion {
+                    index: self.location.clone(),
+                    name: request.name.clone(),
+                    versions: listed.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", "),
+                });
+            }
             let similar = self
                 .names()
                 .into_iter()
@@ -221,7 +230,19 @@ impl FetchedIndex {
     }
 
     /// Downloads the bundle of `entry` and checks its size and sha256 against the entry.
+    ///
+    /// An index fetched over the network may name only `http(s)://` bundles or bundles
+    /// relative to itself: a `file://` (or other) location would make a remote publisher
+    /// read files of this machine, and the size check's error would tell the size of any.
     pub fn download(&self, entry: &IndexEntry) -> Result<Vec<u8>, MarketError> {
+        let remote = |l: &str| l.starts_with("http://") || l.starts_with("https://");
+        if remote(&self.location) && entry.bundle.contains("://") && !remote(&entry.bundle) {
+            return Err(MarketError::BundleScheme {
+                index: self.location.clone(),
+                pack: format!("{}@{}", entry.name, entry.version),
+                bundle: entry.bundle.clone(),
+            });
+        }
         let url = self.bundle_location(entry);
         let pack = format!("{}@{}", entry.name, entry.version);
         let bytes = get(&url, entry.size.min(MAX_BUNDLE_BYTES))?;
@@ -312,7 +333,7 @@ pub fn publish(bundle_path: &Path, index_path: &Path) -> Result<IndexEntry, Mark
     let bundle = Bundle::parse(&bytes, &bundle_path.display().to_string())?;
     bundle.verify_signature()?;
     let mut index = if index_path.exists() {
-        let text = std::fs::read(index_path).map_err(io(index_path))?;
+        let text = crate::fsio::read(index_path).map_err(io(index_path))?;
         serde_json::from_slice::<Index>(&text).map_err(|e| MarketError::Invalid {
             file: index_path.display().to_string(),
             message: format!("not an index: {e}"),

@@ -113,7 +113,7 @@ impl Context {
     fn load(config: &Path) -> Result<Context, MarketError> {
         let market = MarketConfig::load(config)?;
         let lock = Lock::load(&market.lock_path)?;
-        let text = std::fs::read_to_string(config).map_err(io(config))?;
+        let text = crate::fsio::read_to_string(config).map_err(io(config))?;
         let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| MarketError::Invalid {
             file: config.display().to_string(),
             message: e.to_string(),
@@ -269,6 +269,21 @@ fn install(
             message: format!(
                 "the index lists {url} as {} {} but the bundle is {} {}",
                 entry.name, entry.version, m.name, m.version
+            ),
+        });
+    }
+    // The rules the index advertises (what `rules search` showed) are the signed manifest's.
+    let (mut listed, mut signed) = (entry.rules.clone(), m.rules.clone());
+    listed.sort();
+    signed.sort();
+    if listed != signed {
+        return Err(MarketError::IndexMismatch {
+            pack: pack_id,
+            message: format!(
+                "the index lists the rules [{}] but the signed manifest of {url} declares [{}]; \
+                 refusing it (the index is wrong or was tampered with; ask its publisher to republish it)",
+                listed.join(", "),
+                signed.join(", ")
             ),
         });
     }
@@ -449,7 +464,7 @@ pub fn job_from_text(config: &Path, text: &str) -> Result<Job, MarketError> {
 
 /// Reads rules.toml as a job (see [`job_from_text`]).
 pub fn load_job(config: &Path) -> Result<Job, MarketError> {
-    let text = std::fs::read_to_string(config).map_err(io(config))?;
+    let text = crate::fsio::read_to_string(config).map_err(io(config))?;
     job_from_text(config, &text)
 }
 

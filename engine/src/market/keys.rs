@@ -41,7 +41,7 @@ impl PublicKey {
         }
         let path = Path::new(arg);
         if path.is_file() {
-            let text = std::fs::read_to_string(path).map_err(io(path))?;
+            let text = crate::fsio::read_to_string(path).map_err(io(path))?;
             let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
             return line.parse().map_err(|e| MarketError::Invalid { file: arg.to_string(), message: e });
         }
@@ -110,7 +110,7 @@ impl SecretKey {
 
     /// Reads a secret key file written by [`SecretKey::write_new`].
     pub fn read(path: &Path) -> Result<SecretKey, MarketError> {
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let text = crate::fsio::read_to_string(path).map_err(io(path))?;
         let invalid = |message: String| MarketError::Invalid { file: path.display().to_string(), message };
         let line = text
             .lines()

@@ -61,7 +61,7 @@ pub struct LockedPack {
 impl Lock {
     /// Reads a lock file; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Lock, MarketError> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::fsio::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lock { format: 1, packs: Vec::new() }),
             Err(source) => return Err(MarketError::Io { path: path.to_path_buf(), source }),
@@ -144,7 +144,7 @@ pub fn apply_lock(job: &mut Job) -> Result<(), MarketError> {
                 locked.version
             )));
         }
-        let bytes = std::fs::read(&locked_path).map_err(io(&locked_path))?;
+        let bytes = crate::fsio::read(&locked_path).map_err(io(&locked_path))?;
         let actual = sha256_hex(&bytes);
         if actual != locked.sha256 {
             return Err(fail(format!(
@@ -156,7 +156,7 @@ pub fn apply_lock(job: &mut Job) -> Result<(), MarketError> {
             )));
         }
         let manifest_path = locked_path.parent().unwrap_or(Path::new("")).join(MANIFEST);
-        let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
+        let text = crate::fsio::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
         let manifest: Manifest = toml::from_str(&text).map_err(|e| {
             fail(format!("pack {}: {} does not parse: {}", locked.name, manifest_path.display(), e.message().trim()))
         })?;
@@ -186,7 +186,7 @@ fn disabled_in(config: &Path, name: &str) -> Result<bool, MarketError> {
         #[serde(default)]
         pack: Vec<toml::Table>,
     }
-    let text = std::fs::read_to_string(config).map_err(io(config))?;
+    let text = crate::fsio::read_to_string(config).map_err(io(config))?;
     let packs: Packs = toml::from_str(&text)
         .map_err(|e| MarketError::Invalid { file: config.display().to_string(), message: e.message().to_string() })?;
     Ok(packs.pack.iter().any(|p| {

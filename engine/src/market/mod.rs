@@ -128,6 +128,16 @@ pub enum MarketError {
     IndexHash { pack: String, url: String, expected: String, actual: String },
     #[error("index {index}: no pack named {name:?}{}", similar_hint(similar))]
     UnknownPack { index: String, name: String, similar: Vec<String> },
+    #[error(
+        "index {index}: pack {name:?} is listed only with versions that are not semver ({versions}); \
+         ask the index's publisher to fix them"
+    )]
+    NoValidVersion { index: String, name: String, versions: String },
+    #[error(
+        "index {index}: pack {pack} names its bundle {bundle:?}; an index served over the network may only name \
+         http(s) bundles or bundles relative to itself"
+    )]
+    BundleScheme { index: String, pack: String, bundle: String },
     #[error("index {index}: no version of {name} matches {req} (available: {available})")]
     NoMatch { index: String, name: String, req: String, available: String },
     #[error(
@@ -193,23 +203,14 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MarketError + '_
     move |source| MarketError::Io { path: path.to_path_buf(), source }
 }
 
-/// Reads a whole file, naming it on failure.
+/// Reads a whole file, naming it on failure; a device, FIFO or a file over
+/// [`crate::fsio::MAX_FILE_BYTES`] is refused (see [`crate::fsio::read`]).
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, MarketError> {
-    std::fs::read(path).map_err(io(path))
+    crate::fsio::read(path).map_err(io(path))
 }
 
 /// Replaces `path` with `bytes` atomically: a temporary file in the same folder, synced,
 /// then renamed over it. A reader sees the old file or the new one, never a mix.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MarketError> {
-    use std::io::Write as _;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let mut tmp = tempfile::Builder::new().prefix(".engine-").tempfile_in(&dir).map_err(io(&dir))?;
-    tmp.write_all(bytes).map_err(io(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
-    tmp.persist(path).map_err(|e| MarketError::Io { path: path.to_path_buf(), source: e.error })?;
-    Ok(())
+    crate::fsio::write_atomic(path, bytes).map_err(io(path))
 }

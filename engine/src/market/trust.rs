@@ -99,7 +99,7 @@ struct MarketOnly {
 impl MarketConfig {
     /// Reads the `[market]` table of a rules.toml (ignoring the rest of the file).
     pub fn load(config: &Path) -> Result<MarketConfig, MarketError> {
-        let text = std::fs::read_to_string(config).map_err(io(config))?;
+        let text = crate::fsio::read_to_string(config).map_err(io(config))?;
         MarketConfig::parse(config, &text)
     }
 

@@ -68,10 +68,7 @@ pub fn load_or_compile(
     if std::fs::create_dir_all(dir).is_ok()
         && let Ok(serialized) = component.serialize()
     {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, serialized).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
+        let _ = crate::fsio::write_atomic(&path, &serialized);
     }
     Ok((component, false))
 }

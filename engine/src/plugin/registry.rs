@@ -55,10 +55,25 @@ impl Registry {
         enable: &BTreeMap<String, Vec<(String, usize)>>,
         config: &std::path::Path,
     ) -> Result<Registry, RegistryError> {
+        let loaded = packs.iter().map(|pack| runtime.load(&pack.spec)).collect::<Result<Vec<_>, _>>()?;
+        Registry::assemble(runtime, packs, loaded, enable, config)
+    }
+
+    /// The checks of a job's rule set once each pack has loaded: every rule an `enable` or
+    /// `disable` list names exists in its pack, no two packs export the same rule id, and
+    /// some rule is left to run. `loaded[i]` is `packs[i]` loaded. `engine rules verify`
+    /// runs these same checks, so that it passes exactly the configs `engine score` accepts.
+    pub fn assemble(
+        runtime: &Runtime,
+        packs: &[PackConfig],
+        loaded: Vec<Arc<Plugin>>,
+        enable: &BTreeMap<String, Vec<(String, usize)>>,
+        config: &std::path::Path,
+    ) -> Result<Registry, RegistryError> {
+        assert_eq!(packs.len(), loaded.len(), "one loaded plugin per pack");
         let mut plugins = Vec::with_capacity(packs.len());
         let mut rules: Vec<ActiveRule> = Vec::new();
-        for pack in packs {
-            let plugin = runtime.load(&pack.spec)?;
+        for (pack, plugin) in packs.iter().zip(loaded) {
             let only = enable.get(&pack.spec.name);
             for (rule, line) in only.into_iter().flatten() {
                 if plugin.rule(rule).is_none() {

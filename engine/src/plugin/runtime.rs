@@ -162,7 +162,7 @@ impl Runtime {
     /// returns the plugin ready for scoring.
     pub fn load(&self, spec: &PluginSpec) -> Result<Arc<Plugin>, PluginError> {
         let path = &spec.path;
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Io { path: path.clone(), source })?;
+        let bytes = crate::fsio::read(path).map_err(|source| PluginError::Io { path: path.clone(), source })?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if let Some(expected) = &spec.sha256
             && !expected.eq_ignore_ascii_case(&sha256)

@@ -252,12 +252,9 @@ fn write_pairs<'a>(path: &Path, pairs: impl Iterator<Item = &'a Pair>) -> Result
     write_atomic(path, text.as_bytes())
 }
 
+/// [`crate::fsio::write_atomic`], naming `path` on failure.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    crate::fsio::write_atomic(path, bytes).map_err(io(path))
 }
 
 /// `report.json`, `report.md` and the plots.

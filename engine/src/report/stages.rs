@@ -72,7 +72,7 @@ pub(super) fn train(
     let stamp = rm_dir.join("run.json");
     let fingerprint = fingerprint(&train_pairs, &dev, &options);
     let earlier: Option<Trained> =
-        std::fs::read_to_string(&stamp).ok().and_then(|text| serde_json::from_str(&text).ok());
+        crate::fsio::read_to_string(&stamp).ok().and_then(|text| serde_json::from_str(&text).ok());
     match earlier {
         Some(t) if t.fingerprint == fingerprint && rm_dir.join("model.safetensors").exists() => {
             return Ok((Some(t.report), "up to date (same data and settings)".into()));
@@ -81,7 +81,7 @@ pub(super) fn train(
             // A checkpoint of other data or settings must not be resumed.
             let checkpoint = rm_dir.join("checkpoint");
             let started_here = rm_dir.join("run.started");
-            let same_start = std::fs::read_to_string(&started_here).is_ok_and(|f| f == fingerprint);
+            let same_start = crate::fsio::read_to_string(&started_here).is_ok_and(|f| f == fingerprint);
             if checkpoint.exists() && !same_start {
                 std::fs::remove_dir_all(&checkpoint)
                     .map_err(|source| RunError::Io { path: checkpoint.clone(), source })?;

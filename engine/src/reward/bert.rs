@@ -128,7 +128,7 @@ pub(crate) fn load_config<T: serde::de::DeserializeOwned>(
     path: &Path,
     validate: impl Fn(&T) -> Result<(), String>,
 ) -> Result<T, RewardError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RewardError::io(path, source))?;
+    let text = crate::fsio::read_to_string(path).map_err(|source| RewardError::io(path, source))?;
     let config: T = serde_json::from_str(&text)
         .map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })?;
     validate(&config).map_err(|message| RewardError::Format { path: path.to_path_buf(), message })?;

@@ -113,6 +113,9 @@ impl std::fmt::Display for TrainOutcome {
             "trained on {} of {} pairs ({} ties, {} unlabeled, {} without a label record); {} steps",
             s.used, s.pairs, s.ties, s.skipped_unlabeled, s.skipped_missing, r.steps
         );
+        if s.skipped_identical > 0 {
+            let _ = write!(line, "; skipped {} pairs whose chosen and rejected are the same text", s.skipped_identical);
+        }
         if r.resumed_from > 0 {
             let _ = write!(line, " (resumed from step {})", r.resumed_from);
         }
@@ -140,6 +143,11 @@ impl std::fmt::Display for TrainOutcome {
 
 /// Runs `engine train`.
 pub fn run_train(args: &TrainArgs) -> Result<TrainOutcome, RewardError> {
+    let mut inputs = vec![("--data", args.data.as_path()), ("--backbone", args.backbone.as_path())];
+    inputs.extend(args.labels.as_deref().map(|l| ("--labels", l)));
+    inputs.extend(args.dev.as_deref().map(|d| ("--dev", d)));
+    crate::fsio::refuse_output_dir_over_inputs(("--out", &args.out), &inputs)
+        .map_err(|e| RewardError::Invalid(e.to_string()))?;
     let (train, stats) = load_train_pairs(&args.data, args.labels.as_deref(), args.margin)?;
     let dev = match &args.dev {
         Some(path) => TrainPair::from_gold(&super::data::read_pairs(path)?).0,

@@ -33,6 +33,9 @@ pub struct PairStats {
     pub skipped_unlabeled: usize,
     /// Pairs with no record in the labels file.
     pub skipped_missing: usize,
+    /// Pairs whose two responses are the same text: neither can be preferred, and as a
+    /// labelled pair it would train the model toward a reward gap it cannot have.
+    pub skipped_identical: usize,
 }
 
 impl TrainPair {
@@ -51,12 +54,16 @@ impl TrainPair {
     }
 
     /// Pairs with a gold label, the gold-preferred response chosen; the others are skipped.
+    /// Pairs whose responses are the same text are counted and left out.
     pub fn from_gold(pairs: &[Pair]) -> (Vec<TrainPair>, PairStats) {
-        let out: Vec<TrainPair> = pairs.iter().filter_map(|p| p.gold.map(|w| TrainPair::new(p, w, 0.0))).collect();
+        let identical = pairs.iter().filter(|p| p.a == p.b).count();
+        let out: Vec<TrainPair> =
+            pairs.iter().filter(|p| p.a != p.b).filter_map(|p| p.gold.map(|w| TrainPair::new(p, w, 0.0))).collect();
         let stats = PairStats {
             pairs: pairs.len(),
             used: out.len(),
-            skipped_unlabeled: pairs.len() - out.len(),
+            skipped_unlabeled: pairs.len() - identical - out.len(),
+            skipped_identical: identical,
             ..Default::default()
         };
         (out, stats)
@@ -65,7 +72,8 @@ impl TrainPair {
     /// Pairs labeled by rules: the winner of `record.label` is chosen, [`Label::Tie`] trains
     /// toward 0.5, [`Label::Abstain`] is left out. With `use_margin`, the record's
     /// `normalized_margin` becomes the loss margin. Records match pairs by id; a record for a
-    /// pair that is not in `pairs` is an error (the files do not belong together).
+    /// pair that is not in `pairs` is an error (the files do not belong together). Pairs
+    /// whose responses are the same text are counted and left out, whatever their label.
     pub fn from_labels(
         pairs: &[Pair],
         records: &[AuditRecord],
@@ -78,6 +86,10 @@ impl TrainPair {
             let pair = by_id.get(record.pair.as_str()).ok_or_else(|| {
                 RewardError::Invalid(format!("labels name pair {:?}, which is not in the pairs file", record.pair))
             })?;
+            if pair.a == pair.b {
+                stats.skipped_identical += 1;
+                continue;
+            }
             match &record.label {
                 Label::Tie => {
                     stats.ties += 1;
@@ -179,7 +191,10 @@ mod tests {
         assert_eq!((out[0].chosen.as_str(), out[0].rejected.as_str(), out[0].tie), ("p1-b", "p1-a", false));
         assert!((out[0].margin - 0.4).abs() < 1e-6);
         assert!(out[1].tie);
-        assert_eq!(stats, PairStats { pairs: 4, used: 2, ties: 1, skipped_unlabeled: 1, skipped_missing: 1 });
+        assert_eq!(
+            stats,
+            PairStats { pairs: 4, used: 2, ties: 1, skipped_unlabeled: 1, skipped_missing: 1, skipped_identical: 0 }
+        );
         // Without --margin the margin is 0.
         let (out, _) = TrainPair::from_labels(&pairs, &records, false).unwrap();
         assert_eq!(out[0].margin, 0.0);
@@ -196,5 +211,18 @@ mod tests {
         let (out, stats) = TrainPair::from_gold(&p);
         assert_eq!(out.iter().map(|t| t.chosen.as_str()).collect::<Vec<_>>(), ["a-a", "b-b"]);
         assert_eq!(stats.skipped_unlabeled, 1);
+    }
+
+    #[test]
+    fn pairs_with_the_same_response_twice_are_counted_and_skipped() {
+        let same = Pair { b: "p2-a".into(), ..pair("p2") };
+        let pairs = [pair("p1"), same];
+        let (out, stats) = TrainPair::from_gold(&pairs);
+        assert_eq!(out.len(), 1);
+        assert_eq!((stats.used, stats.skipped_identical, stats.skipped_unlabeled, stats.ties), (1, 1, 0, 0));
+        let records = [record("p1", r#""label": "tie""#, 0.0), record("p2", r#""label": "tie""#, 0.0)];
+        let (out, stats) = TrainPair::from_labels(&pairs, &records, false).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!((stats.ties, stats.skipped_identical), (1, 1));
     }
 }

@@ -48,6 +48,37 @@ pub fn render_conversation(messages: &[Message]) -> String {
     out
 }
 
+/// Characters of text kept per token of `max_len` before tokenising: a conversation or a
+/// response is cut to `max_len × 32` characters first (the conversation keeping its end,
+/// the response its beginning, as token truncation does), so that a 50 MB response costs a
+/// 8 K-character tokenisation at `max_len = 256` rather than a 50 MB one. Real tokens
+/// average 3–5 characters, so the cut only drops text that token truncation would drop
+/// anyway; the exception is text with runs of over 32 characters per token (one 10,000
+/// character "word" is a single `[UNK]`), which is then cut a little earlier than by tokens.
+pub const CHARS_PER_TOKEN_BOUND: usize = 32;
+
+/// The first `max_chars` characters of `text`, and whether anything was cut.
+pub fn keep_head(text: &str, max_chars: usize) -> (&str, bool) {
+    if text.len() <= max_chars {
+        return (text, false);
+    }
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => (&text[..end], true),
+        None => (text, false),
+    }
+}
+
+/// The last `max_chars` characters of `text`, and whether anything was cut.
+pub fn keep_tail(text: &str, max_chars: usize) -> (&str, bool) {
+    if text.len() <= max_chars || max_chars == 0 {
+        return (if max_chars == 0 { "" } else { text }, max_chars == 0 && !text.is_empty());
+    }
+    match text.char_indices().rev().nth(max_chars - 1) {
+        Some((start, _)) if start > 0 => (&text[start..], true),
+        _ => (text, false),
+    }
+}
+
 /// Token ids and token types of one item, and whether it was cut to fit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Encoded {
@@ -113,11 +144,16 @@ impl Tokenizer {
     }
 
     /// The layout of the [module docs](self) for a conversation and a response.
+    /// Each text is first cut to `max_len ×` [`CHARS_PER_TOKEN_BOUND`] characters, so that
+    /// the cost of tokenising does not grow with the input.
     pub fn encode_pair(&self, conversation: &str, response: &str, max_len: usize) -> Result<Encoded, RewardError> {
+        let max_chars = max_len.saturating_mul(CHARS_PER_TOKEN_BOUND);
+        let (conversation, cut_a) = keep_tail(conversation, max_chars);
+        let (response, cut_b) = keep_head(response, max_chars);
         let a = self.ids(conversation)?;
         let b = self.ids(response)?;
         let (keep_a, keep_b) = split_budget(a.len(), b.len(), max_len.max(5) - 3);
-        let truncated = keep_a < a.len() || keep_b < b.len();
+        let truncated = cut_a || cut_b || keep_a < a.len() || keep_b < b.len();
         let mut ids = Vec::with_capacity(keep_a + keep_b + 3);
         ids.push(self.cls);
         ids.extend_from_slice(&a[a.len() - keep_a..]);
@@ -205,14 +241,23 @@ impl DecoderTokenizer {
 
     /// [`DECODER_LAYOUT`]'s ids for one item, truncated to `max_len` as it describes.
     pub fn encode(&self, prompt: &[Message], response: &str, max_len: usize) -> Result<Encoded, RewardError> {
-        let (text, start) = render_item(prompt, response);
+        // Bound the text before tokenising, as `Tokenizer::encode_pair` does.
+        let max_chars = max_len.saturating_mul(CHARS_PER_TOKEN_BOUND);
+        let (response, cut_response) = keep_head(response, max_chars);
+        let (mut text, mut start) = render_item(prompt, response);
+        let (conversation, cut_conversation) = keep_tail(&text[..start], max_chars);
+        if cut_conversation {
+            let cut = start - conversation.len();
+            text.drain(..cut);
+            start -= cut;
+        }
         let encoding = self
             .inner
             .encode(text.as_str(), true)
             .map_err(|e| RewardError::Tokenize { path: self.path.clone(), message: e.to_string() })?;
         let ids = encoding.get_ids();
         let n = ids.len();
-        if n <= max_len {
+        if n <= max_len && !cut_response && !cut_conversation {
             return Ok(Encoded { ids: ids.to_vec(), type_ids: vec![0; n], truncated: false });
         }
         let special = encoding.get_special_tokens_mask();
@@ -284,6 +329,36 @@ mod tests {
         let expected: Vec<u32> =
             ["[CLS]", "eight", "assistant", ":", "alpha", "beta", "gamma", "delta", "[SEP]"].map(id).to_vec();
         assert_eq!(cut.ids, expected);
+    }
+
+    #[test]
+    fn text_is_cut_by_characters_on_the_side_token_truncation_drops() {
+        assert_eq!(keep_head("héllo wörld", 5), ("héllo", true));
+        assert_eq!(keep_tail("héllo wörld", 5), ("wörld", true));
+        assert_eq!(keep_head("short", 5), ("short", false));
+        assert_eq!(keep_tail("short", 5), ("short", false));
+        assert_eq!(keep_tail("ééé", 3), ("ééé", false));
+    }
+
+    #[test]
+    fn a_huge_response_is_cut_before_tokenising_and_keeps_its_first_tokens() {
+        let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2/tokenizer.json");
+        if !minilm.exists() {
+            eprintln!("skipped: {} is missing (scripts/setup.sh downloads it)", minilm.display());
+            return;
+        }
+        let tok = Tokenizer::load(&minilm).unwrap();
+        // 50 MB of words: tokenised whole this takes minutes and gigabytes.
+        let huge = "alpha beta gamma delta ".repeat(50 * 1024 * 1024 / 23);
+        let conversation = "User: ".to_string() + &"one two three ".repeat(1024 * 1024);
+        let started = std::time::Instant::now();
+        let cut = tok.encode_pair(&conversation, &huge, 64).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        let short = tok.encode_pair(&conversation[conversation.len() - 14 * 292..], &huge[..4096], 64).unwrap();
+        assert!(cut.truncated && short.truncated);
+        assert_eq!(cut.ids.len(), 64);
+        // The response keeps its beginning, the conversation its end: the same ids as from short texts.
+        assert_eq!(cut.ids, short.ids);
     }
 
     #[test]

@@ -122,7 +122,7 @@ const TOKENIZER_FILES: [&str; 5] =
     ["tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "vocab.json", "merges.txt"];
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, RewardError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RewardError::io(path, e))?;
+    let text = crate::fsio::read_to_string(path).map_err(|e| RewardError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| RewardError::Format { path: path.to_path_buf(), message: e.to_string() })
 }
 
@@ -522,7 +522,7 @@ impl RewardModel {
         let weights = dir.join("model.safetensors");
         let tmp = tmp_path(&weights);
         candle_core::safetensors::save(&tensors, &tmp).ctx(tmp.display())?;
-        std::fs::rename(&tmp, &weights).map_err(|e| RewardError::io(&weights, e))?;
+        crate::fsio::persist(&tmp, &weights).map_err(|e| RewardError::io(&weights, e))?;
 
         // The tokenizer: ours has truncation and padding off; copy the rest from where we came
         // from. A decoder's is written from memory (a GGUF backbone has no tokenizer.json).
@@ -550,7 +550,7 @@ impl RewardModel {
                 }
                 write_atomic(&dir.join(name), &pretty(&value))?;
             } else {
-                let bytes = std::fs::read(&src).map_err(|e| RewardError::io(&src, e))?;
+                let bytes = crate::fsio::read(&src).map_err(|e| RewardError::io(&src, e))?;
                 write_atomic(&dir.join(name), &bytes)?;
             }
         }
@@ -571,12 +571,10 @@ pub(crate) fn tmp_path(path: &Path) -> std::path::PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// reader (or a resumed run after a crash) sees the old file or the new one, never half.
+/// [`crate::fsio::write_atomic`], naming `path` on failure: a reader (or a resumed run
+/// after a crash) sees the old file or the new one, never half.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RewardError> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| RewardError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| RewardError::io(path, e))
+    crate::fsio::write_atomic(path, bytes).map_err(|e| RewardError::io(path, e))
 }
 
 #[cfg(test)]

@@ -217,6 +217,10 @@ struct CheckpointState {
     weights: String,
     /// Options that must match to resume.
     fingerprint: String,
+    /// [`data_hash`] of the training pairs: a checkpoint resumes only on the same data
+    /// and labels. (Checkpoints from before it was recorded have none and do not resume.)
+    #[serde(default)]
+    data: String,
     seed: u64,
 }
 
@@ -318,6 +322,31 @@ fn fingerprint(opts: &TrainOptions, pairs: usize) -> String {
     )
 }
 
+/// The sha256 of the training pairs as the trainer sees them (conversation, chosen,
+/// rejected, margin, tie, in order), so it changes with the data file and with the labels
+/// applied to it. `engine run` keys its stages on its inputs' hashes the same way; a
+/// checkpoint is resumed only by a run on the same pairs.
+pub fn data_hash(pairs: &[TrainPair]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    for p in pairs {
+        field(&(p.prompt.len() as u64).to_le_bytes());
+        for m in &p.prompt {
+            field(format!("{:?}", m.role).as_bytes());
+            field(m.content.as_bytes());
+        }
+        field(p.chosen.as_bytes());
+        field(p.rejected.as_bytes());
+        field(&p.margin.to_bits().to_le_bytes());
+        field(&[u8::from(p.tie)]);
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// Trains a reward model on `train` (dev accuracy on `dev` after each epoch) and writes the
 /// export to `opts.out`; see the [module docs](self).
 pub fn train(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<TrainReport, RewardError> {
@@ -343,6 +372,7 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
     let total_steps = steps_per_epoch * opts.epochs as u64;
     let warmup_steps = (opts.warmup * total_steps as f64).round() as u64;
     let fingerprint = fingerprint(opts, items.len());
+    let data = data_hash(train);
 
     let mut adam = AdamW::new(rm.params(), AdamWConfig { weight_decay: opts.weight_decay, ..Default::default() })
         .ctx("optimizer state")?;
@@ -355,11 +385,22 @@ fn run(opts: &TrainOptions, train: &[TrainPair], dev: &[TrainPair]) -> Result<Tr
         epochs: Vec::new(),
         weights: String::new(),
         fingerprint: fingerprint.clone(),
+        data: data.clone(),
         seed: opts.seed,
     };
     let mut resumed_from = 0;
     if opts.resume && checkpoint_dir.join("state.json").exists() {
         state = load_checkpoint(&checkpoint_dir, &rm, &mut adam)?;
+        if state.data != data {
+            return Err(RewardError::Invalid(format!(
+                "{}: the checkpoint was trained on other data (pairs hash {}; this run's {}): --data or --labels \
+                 changed since. Pass the files it was made with, or delete {} (or drop --resume) to start over",
+                checkpoint_dir.join("state.json").display(),
+                if state.data.is_empty() { "not recorded" } else { &state.data[..16] },
+                &data[..16],
+                checkpoint_dir.display()
+            )));
+        }
         if state.fingerprint != fingerprint || state.seed != opts.seed {
             return Err(RewardError::Invalid(format!(
                 "{}: the checkpoint was made with other options or data ({} seed={}); this run has {} seed={}",
@@ -576,7 +617,7 @@ fn save_checkpoint(dir: &Path, rm: &RewardModel, adam: &AdamW, state: &mut Check
     let path = dir.join(&state.weights);
     let tmp = tmp_path(&path);
     candle_core::safetensors::save(&tensors, &tmp).ctx(tmp.display())?;
-    std::fs::rename(&tmp, &path).map_err(|e| RewardError::io(&path, e))?;
+    crate::fsio::persist(&tmp, &path).map_err(|e| RewardError::io(&path, e))?;
     let json = serde_json::to_vec_pretty(&*state).expect("checkpoint state serialises");
     write_atomic(&dir.join("state.json"), &json)?;
     if !previous.is_empty() && previous != state.weights {
@@ -587,7 +628,7 @@ fn save_checkpoint(dir: &Path, rm: &RewardModel, adam: &AdamW, state: &mut Check
 
 fn load_checkpoint(dir: &Path, rm: &RewardModel, adam: &mut AdamW) -> Result<CheckpointState, RewardError> {
     let state_path = dir.join("state.json");
-    let text = std::fs::read_to_string(&state_path).map_err(|e| RewardError::io(&state_path, e))?;
+    let text = crate::fsio::read_to_string(&state_path).map_err(|e| RewardError::io(&state_path, e))?;
     let state: CheckpointState = serde_json::from_str(&text)
         .map_err(|e| RewardError::Format { path: state_path.clone(), message: e.to_string() })?;
     let path = dir.join(&state.weights);

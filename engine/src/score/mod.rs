@@ -8,7 +8,12 @@
 //! run writes. Shards (`--shard i/n`, chosen by sample hash) merge into that same file.
 //!
 //! A rule that fails `quarantine_after` times in a row (in canonical order) is
-//! quarantined: its remaining evaluations are recorded as `quarantined` and not run.
+//! quarantined: its remaining evaluations are recorded as `quarantined` and not run. The
+//! decision is the one a strictly sequential run would make, whatever the chunking and the
+//! thread count: while a rule's last `k` outcomes are failures, at most
+//! `quarantine_after − k` of its evaluations run at once (see the waves in [`score`]), so
+//! a rule that always fails runs exactly `quarantine_after` times. The price is less
+//! parallelism per rule with a small `quarantine_after`.
 
 mod record;
 
@@ -23,7 +28,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
-pub use record::{Key, Outcome, ScoreRecord, ValidPrefix, read_strict, read_valid_prefix};
+pub use record::{Key, Outcome, ScoreRecord, ValidPrefix, read_strict, read_strict_numbered, read_valid_prefix};
 
 use crate::data::{Sample, SampleHash};
 use crate::plugin::{FailureKind, LogLevel, Registry};
@@ -103,8 +108,17 @@ pub enum ScoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: not a score record: {message}", path.display())]
     Corrupt { path: PathBuf, line: usize, message: String },
+    /// The output of `engine score` holds something other than score records: it is not
+    /// resumed (nor overwritten).
+    #[error("{}:{line}: not a scores file (this line is not a score record: {message}); refusing to overwrite it — pass another --out, or delete the file if it is a scores file you no longer need", path.display())]
+    NotScores { path: PathBuf, line: usize, message: String },
+    /// Two records of one key in one file disagree (see [`read_strict`]).
+    #[error("{}:{first} and line {second}: two different results for sample {} rule {} (rule hash {}); a scores file holds one per key — rescore, or remove the wrong line", path.display(), key.0, key.1, key.2)]
+    Contradiction { path: PathBuf, first: usize, second: usize, key: Key },
     #[error("sample {} rule {}: {} and {} disagree on the result; were they made by the same job?", key.0, key.1, first.display(), second.display())]
     Conflict { key: Key, first: PathBuf, second: PathBuf },
+    #[error(transparent)]
+    SameFile(#[from] crate::fsio::SameFileError),
     #[error("cannot start {threads} scoring threads: {message}")]
     Threads { threads: usize, message: String },
 }
@@ -211,133 +225,122 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
     let mut streak = vec![0u32; rules.len()];
     let mut quarantined: Vec<Option<String>> = vec![None; rules.len()];
     let mut warnings_shown = 0usize;
+    // Applies rule `r`'s known outcomes from its cursor on, in canonical order: a failure
+    // lengthens its streak (and at `quarantine_after` quarantines it), a success ends the
+    // streak, and once quarantined its cells not yet known are filled as `quarantined`.
+    // Stops at the first cell still to be evaluated, and returns the rule's streak.
+    let mut settle =
+        |records: &mut [Option<ScoreRecord>], first_key: usize, cells_of_r: &[usize], cursor: &mut usize, r: usize| {
+            while let Some(&i) = cells_of_r.get(*cursor) {
+                let slot = &mut records[i - first_key];
+                if slot.is_none() {
+                    let Some(reason) = &quarantined[r] else { break };
+                    let (sample, rule, rule_hash) = key_of(cells[i].0, r);
+                    *slot = Some(ScoreRecord {
+                        sample,
+                        rule,
+                        rule_hash,
+                        pack: registry.plugin_of(&rules[r]).name.clone(),
+                        judge_calls: 0,
+                        outcome: Outcome::Error { kind: FailureKind::Quarantined, message: reason.clone() },
+                    });
+                }
+                let record = slot.as_ref().expect("filled above");
+                match record.outcome.failure_kind() {
+                    None => streak[r] = 0,
+                    Some(FailureKind::Quarantined) => {}
+                    Some(kind) => {
+                        streak[r] += 1;
+                        if opts.quarantine_after > 0 && streak[r] >= opts.quarantine_after && quarantined[r].is_none() {
+                            let Outcome::Error { message, .. } = &record.outcome else { unreachable!() };
+                            let reason =
+                                format!("quarantined after {} failures in a row; last: {kind}: {message}", streak[r]);
+                            bar.suspend(|| eprintln!("warning: rule {}: {reason}", rules[r].meta.id));
+                            quarantined[r] = Some(reason);
+                        }
+                    }
+                }
+                *cursor += 1;
+            }
+            streak[r]
+        };
 
     for chunk_start in (0..order.len()).step_by(CHUNK) {
         let chunk_end = (chunk_start + CHUNK).min(order.len());
         let first_key = first_cell[chunk_start];
         let last_key = first_cell[chunk_end];
+        // Known up front: records resumed from the output or reused from an earlier layout.
         let mut records: Vec<Option<ScoreRecord>> = vec![None; last_key - first_key];
-        let mut todo: Vec<usize> = Vec::new();
+        // Each rule's cells in this chunk, in canonical order, and how far its quarantine
+        // bookkeeping has got through them.
+        let mut cells_of: Vec<Vec<usize>> = vec![Vec::new(); rules.len()];
+        let mut cursor = vec![0usize; rules.len()];
         for i in first_key..last_key {
             let (s, r) = cells[i];
-            let slot = &mut records[i - first_key];
+            cells_of[r].push(i);
             if i < start {
-                *slot = Some(done[i].clone());
+                records[i - first_key] = Some(done[i].clone());
             } else if let Some(hit) = cache.remove(&key_of(s, r)) {
                 summary.reused += 1;
-                *slot = Some(hit);
-            } else if let Some(reason) = &quarantined[r] {
-                let (sample, rule, rule_hash) = key_of(s, r);
-                *slot = Some(ScoreRecord {
-                    sample,
-                    rule,
-                    rule_hash,
-                    pack: registry.plugin_of(&rules[r]).name.clone(),
-                    judge_calls: 0,
-                    outcome: Outcome::Error { kind: FailureKind::Quarantined, message: reason.clone() },
-                });
-            } else {
-                todo.push(i);
+                records[i - first_key] = Some(hit);
             }
         }
 
-        // One task per sample: its rules run pack by pack, each pack in one borrowed
-        // instance (see `Plugin::evaluate_many`).
-        let mut by_sample: Vec<(usize, Vec<usize>)> = Vec::new();
-        for &i in &todo {
-            let s = cells[i].0;
-            match by_sample.last_mut() {
-                Some((last, keys)) if *last == s => keys.push(i),
-                _ => by_sample.push((s, vec![i])),
-            }
-        }
-        let computed: Vec<(usize, ScoreRecord, Vec<String>)> = pool.install(|| {
-            by_sample
-                .par_iter()
-                .flat_map_iter(|(s, keys)| {
-                    // Results are placed by key, so the order of evaluation is free:
-                    // group the sample's rules by pack.
-                    let mut keys = keys.clone();
-                    keys.sort_by_key(|&i| (rules[cells[i].1].plugin, i));
-                    let mut out = Vec::with_capacity(keys.len());
-                    let mut start = 0;
-                    while start < keys.len() {
-                        // A run of keys whose rules belong to the same pack.
-                        let plugin_index = rules[cells[keys[start]].1].plugin;
-                        let mut end = start + 1;
-                        while end < keys.len() && rules[cells[keys[end]].1].plugin == plugin_index {
-                            end += 1;
-                        }
-                        let run = &keys[start..end];
-                        let plugin = &registry.plugins[plugin_index];
-                        let ids: Vec<&str> = run.iter().map(|&i| rules[cells[i].1].meta.id.as_str()).collect();
-                        let evaluations = plugin.evaluate_many(&ids, &order[*s].1);
-                        for (&i, evaluation) in run.iter().zip(evaluations) {
-                            let rule = &rules[cells[i].1];
-                            let warnings = evaluation
-                                .logs
-                                .iter()
-                                .filter(|l| matches!(l.level, LogLevel::Warn | LogLevel::Error))
-                                .map(|l| format!("{} ({}): {}", rule.meta.id, plugin.name, l.message))
-                                .collect();
-                            let (sample, rule_id, rule_hash) = key_of(*s, cells[i].1);
-                            let record = ScoreRecord {
-                                sample,
-                                rule: rule_id,
-                                rule_hash,
-                                pack: plugin.name.clone(),
-                                judge_calls: evaluation.judge_calls,
-                                outcome: Outcome::from_result(evaluation.result),
-                            };
-                            bar.inc(1);
-                            out.push((i, record, warnings));
-                        }
-                        start = end;
+        // Waves: evaluate in parallel only what a strictly sequential run (one cell at a
+        // time, in canonical order) would evaluate too. A rule whose last `streak` outcomes
+        // failed may have at most `quarantine_after − streak` evaluations in flight: were
+        // they all to fail, the last of them is the one that quarantines it, so nothing
+        // past quarantine runs, whatever the chunk size or thread count. Outcomes are then
+        // applied per rule in canonical order, so the output (which cells are quarantined)
+        // is the sequential run's: deterministic, and a resumed run writes the same bytes.
+        loop {
+            let mut todo: Vec<usize> = Vec::new();
+            for r in 0..rules.len() {
+                // Worst case: every evaluation in flight fails.
+                let mut worst = settle(&mut records, first_key, &cells_of[r], &mut cursor[r], r);
+                for &i in &cells_of[r][cursor[r]..] {
+                    if opts.quarantine_after > 0 && worst >= opts.quarantine_after {
+                        break;
                     }
-                    out
-                })
-                .collect()
-        });
-        summary.computed += computed.len();
-        for (i, record, warnings) in computed {
-            summary.plugin_warnings += warnings.len();
-            for warning in warnings {
-                if warnings_shown < 20 {
-                    bar.suspend(|| eprintln!("warning: plugin log: {warning}"));
-                    warnings_shown += 1;
+                    match records[i - first_key].as_ref().map(|rec| rec.outcome.failure_kind()) {
+                        None => {
+                            todo.push(i);
+                            worst += 1;
+                        }
+                        Some(None) => worst = 0,
+                        Some(Some(FailureKind::Quarantined)) => {}
+                        Some(Some(_)) => worst += 1,
+                    }
                 }
             }
-            records[i - first_key] = Some(record);
+            if todo.is_empty() {
+                break;
+            }
+            todo.sort_unstable();
+            for (i, record, warnings) in evaluate_cells(&pool, registry, &order, &cells, &todo, &key_of, &bar) {
+                summary.computed += 1;
+                summary.plugin_warnings += warnings.len();
+                for warning in warnings {
+                    if warnings_shown < 20 {
+                        bar.suspend(|| eprintln!("warning: plugin log: {warning}"));
+                        warnings_shown += 1;
+                    }
+                }
+                records[i - first_key] = Some(record);
+            }
         }
 
         let mut text = String::new();
         for (offset, record) in records.iter().enumerate() {
             let record = record.as_ref().expect("every key of the chunk is filled");
             let i = first_key + offset;
-            let r = cells[i].1;
             if i >= start {
                 text.push_str(&record.to_line());
                 bar.set_position((i + 1) as u64);
             }
             match record.outcome.failure_kind() {
-                None => {
-                    summary.ok += 1;
-                    streak[r] = 0;
-                }
-                Some(kind) => {
-                    *summary.failures.entry(kind.to_string()).or_default() += 1;
-                    if kind == FailureKind::Quarantined {
-                        continue;
-                    }
-                    streak[r] += 1;
-                    if opts.quarantine_after > 0 && streak[r] >= opts.quarantine_after && quarantined[r].is_none() {
-                        let Outcome::Error { message, .. } = &record.outcome else { unreachable!() };
-                        let reason =
-                            format!("quarantined after {} failures in a row; last: {kind}: {message}", streak[r]);
-                        bar.suspend(|| eprintln!("warning: rule {}: {reason}", rules[r].meta.id));
-                        quarantined[r] = Some(reason);
-                    }
-                }
+                None => summary.ok += 1,
+                Some(kind) => *summary.failures.entry(kind.to_string()).or_default() += 1,
             }
         }
         out.write_all(text.as_bytes()).map_err(io(&opts.out))?;
@@ -358,9 +361,81 @@ pub fn score(registry: &Registry, samples: &[Sample], opts: &ScoreOptions) -> Re
     Ok(summary)
 }
 
+/// Evaluates the cells `todo` (indices into `cells`, ascending) on the pool: one task per
+/// sample, whose rules run pack by pack, each pack in one borrowed instance (see
+/// `Plugin::evaluate_many`). Returns each cell's record and the plugin's warnings.
+fn evaluate_cells(
+    pool: &rayon::ThreadPool,
+    registry: &Registry,
+    order: &[(SampleHash, Arc<Sample>)],
+    cells: &[(usize, usize)],
+    todo: &[usize],
+    key_of: &(impl Fn(usize, usize) -> Key + Sync),
+    bar: &ProgressBar,
+) -> Vec<(usize, ScoreRecord, Vec<String>)> {
+    let rules = &registry.rules;
+    let mut by_sample: Vec<(usize, Vec<usize>)> = Vec::new();
+    for &i in todo {
+        let s = cells[i].0;
+        match by_sample.last_mut() {
+            Some((last, keys)) if *last == s => keys.push(i),
+            _ => by_sample.push((s, vec![i])),
+        }
+    }
+    pool.install(|| {
+        by_sample
+            .par_iter()
+            .flat_map_iter(|(s, keys)| {
+                // Results are placed by key, so the order of evaluation is free: group the
+                // sample's rules by pack.
+                let mut keys = keys.clone();
+                keys.sort_by_key(|&i| (rules[cells[i].1].plugin, i));
+                let mut out = Vec::with_capacity(keys.len());
+                let mut start = 0;
+                while start < keys.len() {
+                    // A run of keys whose rules belong to the same pack.
+                    let plugin_index = rules[cells[keys[start]].1].plugin;
+                    let mut end = start + 1;
+                    while end < keys.len() && rules[cells[keys[end]].1].plugin == plugin_index {
+                        end += 1;
+                    }
+                    let run = &keys[start..end];
+                    let plugin = &registry.plugins[plugin_index];
+                    let ids: Vec<&str> = run.iter().map(|&i| rules[cells[i].1].meta.id.as_str()).collect();
+                    let evaluations = plugin.evaluate_many(&ids, &order[*s].1);
+                    for (&i, evaluation) in run.iter().zip(evaluations) {
+                        let rule = &rules[cells[i].1];
+                        let warnings = evaluation
+                            .logs
+                            .iter()
+                            .filter(|l| matches!(l.level, LogLevel::Warn | LogLevel::Error))
+                            .map(|l| format!("{} ({}): {}", rule.meta.id, plugin.name, l.message))
+                            .collect();
+                        let (sample, rule_id, rule_hash) = key_of(*s, cells[i].1);
+                        let record = ScoreRecord {
+                            sample,
+                            rule: rule_id,
+                            rule_hash,
+                            pack: plugin.name.clone(),
+                            judge_calls: evaluation.judge_calls,
+                            outcome: Outcome::from_result(evaluation.result),
+                        };
+                        bar.inc(1);
+                        out.push((i, record, warnings));
+                    }
+                    start = end;
+                }
+                out
+            })
+            .collect()
+    })
+}
+
 /// Merges score files (shards of one job) into one canonical file: sorted, each record
 /// once. Two files that disagree about the same key are an error.
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize, ScoreError> {
+    let named: Vec<(&str, &Path)> = inputs.iter().map(|p| ("input", p.as_path())).collect();
+    crate::fsio::refuse_overwriting_inputs(("--out", out), &named)?;
     let mut merged: BTreeMap<(String, String, String), (ScoreRecord, usize)> = BTreeMap::new();
     for (source, path) in inputs.iter().enumerate() {
         for record in read_strict(path)? {
@@ -380,9 +455,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize, ScoreError> {
     for (record, _) in merged.values() {
         text.push_str(&record.to_line());
     }
-    let tmp = out.with_extension("merge-tmp");
-    std::fs::write(&tmp, text).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, out).map_err(io(out))?;
+    crate::fsio::write_atomic(out, text.as_bytes()).map_err(io(out))?;
     Ok(merged.len())
 }
 

@@ -32,7 +32,6 @@
 //! accepting connections and lets the requests in flight finish.
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -402,8 +401,8 @@ pub fn run(options: ServeJudgeOptions) -> Result<(), ServeJudgeError> {
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeJudgeError::Bind { addr, source })?;
         let bound = listener.local_addr().map_err(ServeJudgeError::Runtime)?;
-        println!("listening on http://{bound}");
-        let _ = std::io::stdout().flush();
+        // A closed stdout must not stop the server (see crate::stdout); the line is a courtesy.
+        let _ = crate::outln!("listening on http://{bound}");
         axum::serve(listener, router(model))
             .with_graceful_shutdown(super::shutdown_signal())
             .await

@@ -12,8 +12,11 @@
 //!   and response together; [`split_query`] says how a query is split back into a prompt
 //!   and a response. Newer OpenRLHF versions also send `"prompts"` (used for the split,
 //!   when present) and `"labels"` (ignored).
-//! - `GET /health`: `{"status": "ok", "model": ..., "max_batch": ..., "batches": ...,
-//!   "items": ...}` (batches and items scored since the start).
+//! - `GET /health`: `{"status": "ok", "model": ..., "max_batch": ..., "max_items": ...,
+//!   "batches": ..., "items": ...}` (batches and items scored since the start).
+//!
+//! A body over `--max-body-bytes` or a request of more than `--max-items` items is
+//! refused with 413 and a JSON `{"error": ...}` that says which limit it crossed.
 //!
 //! # Errors
 //!
@@ -83,6 +86,9 @@ use crate::eval::RewardScorer;
 /// A prompt (possibly empty) and a response: what the model scores.
 pub type Item = (Vec<Message>, String);
 
+/// The default of [`ServeOptions::max_items`] (`--max-items`).
+pub const DEFAULT_MAX_ITEMS: usize = 4096;
+
 /// How the server listens and batches.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -94,6 +100,10 @@ pub struct ServeOptions {
     pub max_wait: Duration,
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// Requests with more items get 413: a body under `max_body_bytes` can still hold
+    /// hundreds of thousands of tiny items, each a model evaluation, and one such request
+    /// would hold the batch worker (and every other client) for minutes.
+    pub max_items: usize,
     /// Requests waiting for the worker beyond this many wait for room (back-pressure).
     pub queue: usize,
 }
@@ -105,6 +115,7 @@ impl Default for ServeOptions {
             max_batch: 32,
             max_wait: Duration::from_millis(5),
             max_body_bytes: 4 << 20,
+            max_items: DEFAULT_MAX_ITEMS,
             queue: 1024,
         }
     }
@@ -133,9 +144,12 @@ pub enum ServeError {
 
 impl ServeOptions {
     fn check(&self) -> Result<(), ServeError> {
-        for (name, value) in
-            [("max-batch", self.max_batch), ("max-body-bytes", self.max_body_bytes), ("queue", self.queue)]
-        {
+        for (name, value) in [
+            ("max-batch", self.max_batch),
+            ("max-body-bytes", self.max_body_bytes),
+            ("max-items", self.max_items),
+            ("queue", self.queue),
+        ] {
             if value == 0 {
                 return Err(ServeError::Options(format!("--{name} must be at least 1")));
             }
@@ -163,6 +177,7 @@ struct AppState {
     model: Arc<str>,
     max_batch: usize,
     max_body_bytes: usize,
+    max_items: usize,
     stats: Arc<Stats>,
 }
 
@@ -184,6 +199,7 @@ pub async fn serve(
         model: Arc::from(scorer.model_id()),
         max_batch: opts.max_batch,
         max_body_bytes: opts.max_body_bytes,
+        max_items: opts.max_items,
         stats: stats.clone(),
     };
     let worker = tokio::spawn(batch_worker(scorer, receiver, opts.max_batch, opts.max_wait, stats));
@@ -276,6 +292,9 @@ pub struct ServeArgs {
     /// Larger request bodies are refused with 413.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
+    /// Requests with more items (responses to score) are refused with 413.
+    #[arg(long, default_value_t = DEFAULT_MAX_ITEMS)]
+    pub max_items: usize,
 }
 
 /// `engine serve`: loads the model, prints `listening on http://ADDR`, serves until
@@ -286,14 +305,15 @@ pub fn run_args(args: &ServeArgs) -> Result<(), ServeError> {
         max_batch: args.max_batch,
         max_wait: Duration::from_millis(args.max_wait_ms),
         max_body_bytes: args.max_body_bytes,
+        max_items: args.max_items,
         ..ServeOptions::default()
     };
     opts.check()?;
     let model = crate::eval::load_model(&args.model)?;
     eprintln!("loaded {} from {}", model.id, args.model.display());
     run(Arc::new(model), &opts, |addr| {
-        println!("listening on http://{addr}");
-        let _ = std::io::Write::flush(&mut std::io::stdout());
+        // A closed stdout must not stop the server (see crate::stdout); the line is a courtesy.
+        let _ = crate::outln!("listening on http://{addr}");
     })
 }
 
@@ -495,6 +515,16 @@ impl AppState {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        if items.len() > self.max_items {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request has {} items, more than {} (--max-items); split it into smaller requests",
+                    items.len(),
+                    self.max_items
+                ),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { items, reply })
@@ -543,6 +573,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "status": "ok",
         "model": &*state.model,
         "max_batch": state.max_batch,
+        "max_items": state.max_items,
         "batches": state.stats.batches.load(Ordering::Relaxed),
         "items": state.stats.items.load(Ordering::Relaxed),
     }))
