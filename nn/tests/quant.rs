@@ -335,3 +335,11 @@ fn unavailable_paths_are_refused() {
     assert_eq!(Isa::available()[0], Isa::Portable);
     assert!(Isa::best().is_available());
 }
+
+#[test]
+#[should_panic(expected = "Q4_1 weights need Q8_1 activations")]
+fn activations_of_another_format_are_rejected() {
+    let w = QMatrix::from_bytes(BlockFormat::Q4_1, 1, 32, vec![0; 20]).unwrap();
+    let q8_0 = QMatrix::from_bytes(BlockFormat::Q8_0, 1, 32, vec![0; 34]).unwrap();
+    w.matmul_quantized(&q8_0.quantize_activations(&[1.0; 32], 1), &mut [0.0]);
+}
