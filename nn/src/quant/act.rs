@@ -19,7 +19,7 @@ use super::f16::{f16_to_f32, f32_to_f16};
 use super::format::{BlockFormat, QK_K};
 
 /// Tokens per activation group (the micro-kernel's token tile).
-pub const GROUP: usize = 4;
+pub(crate) const GROUP: usize = 4;
 
 /// An int8 activation block format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
