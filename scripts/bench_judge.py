@@ -54,9 +54,29 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --model: (folder under models/, GGUF file, its block format for the llama.cpp row's name).
+MODELS = {
+    "smollm2": ("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", "Q4_1"),
+    "qwen1.5b": ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "Q4_K_M"),
+}
 MODEL_DIR = os.path.join(ROOT, "models", "smollm2-135m-instruct")
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL = os.path.join(MODEL_DIR, MODEL_FILE)
+MODEL_FORMAT = "Q4_1"
+
+
+def select_model(name):
+    global MODEL_DIR, MODEL_FILE, MODEL, MODEL_FORMAT
+    folder, MODEL_FILE, MODEL_FORMAT = MODELS[name]
+    MODEL_DIR = os.path.join(ROOT, "models", folder)
+    MODEL = os.path.join(MODEL_DIR, MODEL_FILE)
+
+
+def peak_rss_mib():
+    """This process's peak resident memory (ru_maxrss is in KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 LLAMA_PYTHON = os.path.join(ROOT, ".venv-llama", "bin", "python")
 
 QUESTIONS = [
@@ -180,7 +200,7 @@ def run_transformers(ours, repeats, threads):
         "vocab": cfg.vocab_size,
     }
     return {"load_seconds": load, "methods": results, "shape": shape, "version": __import__("transformers").__version__,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "peak_rss_mib": peak_rss_mib()}
 
 
 def llama_worker(spec_path, out_path):
@@ -234,7 +254,8 @@ def llama_worker(spec_path, out_path):
         results[method] = {"seconds": best, "scores": scores}
         print(f"llama.cpp {method:>11}: {best:.3f} s", file=sys.stderr, flush=True)
     with open(out_path, "w") as f:
-        json.dump({"load_seconds": load, "methods": results, "version": llama_cpp.__version__}, f)
+        json.dump({"load_seconds": load, "methods": results, "version": llama_cpp.__version__,
+                   "peak_rss_mib": peak_rss_mib()}, f)
 
 
 def run_llama(ours, repeats, threads):
@@ -300,7 +321,9 @@ def main():
     ap.add_argument("--questions", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default="f32", choices=["f32", "quantized", "auto"], help="our judge's weights")
+    ap.add_argument("--precision", default="f32", choices=["f32", "quantized", "int8", "auto"],
+                    help="our judge's weights")
+    ap.add_argument("--model", default="smollm2", choices=sorted(MODELS), help="the judge (default smollm2)")
     ap.add_argument("--json", help="also write every number here")
     ap.add_argument("--write-input", metavar="PATH",
                     help="only write our bench's input (these samples and questions) to PATH and stop; "
@@ -308,6 +331,7 @@ def main():
     ap.add_argument("--methods", help="with --write-input: the methods to run, comma-separated (default: all)")
     args = ap.parse_args()
 
+    select_model(args.model)
     samples = load_samples(args.samples)
     questions = QUESTIONS[: args.questions]
     if args.write_input:
@@ -330,7 +354,7 @@ def main():
     reference = hf["methods"]["full"]["scores"]
     rows = []
     for name, result in [("ours (candle, %s)" % ours["precision"], ours), ("transformers (torch f32)", hf),
-                         ("llama.cpp (Q4_1)", llama)]:
+                         (f"llama.cpp ({MODEL_FORMAT})", llama)]:
         if result is None:
             continue
         order = ["full", "prefix", "prefix_batched", "batched_x2"]
@@ -342,7 +366,7 @@ def main():
                 "s_per_eval": m["seconds"] / evaluations, "tokens": tokens[method],
                 "tokens_per_s": tokens[method] / m["seconds"], "gflops": f / m["seconds"] / 1e9,
                 "peak_fraction": f / m["seconds"] / peak["peak"] if peak["peak"] else None,
-                "max_delta_vs_transformers_full": delta,
+                "max_delta_vs_transformers_full": delta, "peak_rss_mib": result.get("peak_rss_mib"),
             })
 
     print(f"judge benchmark: {len(samples)} samples x {len(questions)} questions = {evaluations} rule evaluations, "
@@ -351,13 +375,13 @@ def main():
     print(f"transformers {hf['version']} (torch {hf['torch']})" + (f", llama-cpp-python {llama['version']}" if llama else ""))
     print(f"prompt tokens: {tokens['full']} for full ratings, {tokens['prefix']} with the shared prefix")
     header = f"{'implementation':<26} {'method':<15} {'seconds':>8} {'evals/s':>8} {'s/eval':>7} {'tok/s':>7} " \
-             f"{'GFLOP/s':>8} {'% peak':>7} {'max|Δ|':>8}"
+             f"{'GFLOP/s':>8} {'% peak':>7} {'max|Δ|':>8} {'RSS MiB':>8}"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['impl']:<26} {r['method']:<15} {r['seconds']:8.2f} {r['evals_per_s']:8.2f} {r['s_per_eval']:7.4f} "
               f"{r['tokens_per_s']:7.0f} {r['gflops']:8.1f} {100 * (r['peak_fraction'] or 0):6.1f}% "
-              f"{r['max_delta_vs_transformers_full']:8.1e}")
+              f"{r['max_delta_vs_transformers_full']:8.1e} {r['peak_rss_mib'] or 0:8.0f}")
 
     def seconds(impl_prefix, method):
         return next((r["seconds"] for r in rows if r["impl"].startswith(impl_prefix) and r["method"] == method), None)
@@ -371,7 +395,15 @@ def main():
           "(goal >= 1.2)")
     if llama:
         print(f"  vs llama.cpp full rating:                         {seconds('llama.cpp', 'full') / best_ours:.2f}x")
-        print(f"  vs llama.cpp with the prefix trick:               {seconds('llama.cpp', 'prefix') / best_ours:.2f}x")
+        print(f"  vs llama.cpp with the prefix trick:               {seconds('llama.cpp', 'prefix') / best_ours:.2f}x "
+              "(goal >= 2)")
+        # Prompt throughput on whole prompts (the `full` rows run every prompt token).
+        print(f"prompt tokens/s, whole prompts: ours {tokens['full'] / seconds('ours', 'full'):.1f}, "
+              f"llama.cpp {tokens['full'] / seconds('llama.cpp', 'full'):.1f}: "
+              f"{seconds('llama.cpp', 'full') / seconds('ours', 'full'):.2f}x llama.cpp (goal >= 1.0)")
+    print(f"peak RSS: ours {ours.get('peak_rss_mib') or 0:.0f} MiB" +
+          (f", llama.cpp {llama['peak_rss_mib']:.0f} MiB" if llama else "") +
+          f", transformers {hf['peak_rss_mib']:.0f} MiB")
     x2 = seconds("ours", "batched_x2")
     if x2:
         print(f"ours two samples at a time, as engine score -j 2: {x2 / evaluations:.4f} s per rule evaluation, "

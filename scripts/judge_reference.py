@@ -30,6 +30,11 @@ kept-quantised judge does. Needs .venv-llama (scripts/llama_server.sh --install)
 
 tests/judge.rs compares our kept-quantised judge with these values within 0.05.
 
+`--model qwen1.5b` (before the command) does the same for the quality judge,
+Qwen2.5-Coder-1.5B-Instruct Q4_K_M, writing tests/fixtures/judge-golden-qwen2.5-coder-1.5b.json
+(`ratings`) and ...-llamacpp.json (`llama-cpp`); the yes/no ids are the single-token
+spellings under each model's tokenizer, as engine/src/judge/answer.rs picks them.
+
 `tokens`: token ids of fixed strings under the tokenizer that transformers rebuilds from
 the GGUF's metadata (`AutoTokenizer.from_pretrained(dir, gguf_file=...)`), encoded with
 `add_special_tokens=False` (no BOS; special tokens such as <|im_start|> are matched in the
@@ -57,8 +62,22 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --model picks one of these: (folder under models/, GGUF file, golden file stem under tests/fixtures/).
+MODELS = {
+    "smollm2": ("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", "judge-golden"),
+    "qwen1.5b": ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                 "judge-golden-qwen2.5-coder-1.5b"),
+}
 MODEL_DIR = os.path.join(ROOT, "models", "smollm2-135m-instruct")
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GOLDEN = "judge-golden"
+
+
+def select_model(name):
+    """Points MODEL_DIR, MODEL_FILE and GOLDEN at the model named on the command line."""
+    global MODEL_DIR, MODEL_FILE, GOLDEN
+    folder, MODEL_FILE, GOLDEN = MODELS[name]
+    MODEL_DIR = os.path.join(ROOT, "models", folder)
 
 # The default judge prompt (engine/src/judge/template.rs: ChatTemplate::chatml and
 # JudgePrompt::default) for SAMPLE and QUESTION below; tests/judge.rs checks that the Rust
@@ -197,9 +216,22 @@ RATING_QUESTIONS = [
     "Is the response helpful to the user?",
     "Is this conversation about weapons, explosives or their use?",
 ]
-# engine/src/judge/answer.rs: the single-token spellings that count (SmolLM2's ids).
-YES_IDS = [10539, 9230, 10407, 9805]  # Yes, " Yes", yes, " yes"
-NO_IDS = [5230, 2838, 4607, 787]  # No, " No", no, " no"
+# engine/src/judge/answer.rs: the spellings that count, where each is a single token
+# (SmolLM2: yes 10539 Yes, 9230 " Yes", 10407 yes, 9805 " yes"; no 5230, 2838, 4607, 787).
+YES_WORDS = ["Yes", " Yes", "yes", " yes"]
+NO_WORDS = ["No", " No", "no", " no"]
+YES_IDS, NO_IDS = [], []
+
+
+def answer_ids(tok):
+    """Fills YES_IDS and NO_IDS with the single-token spellings under `tok`, as answer.rs does."""
+    for words, ids in ((YES_WORDS, YES_IDS), (NO_WORDS, NO_IDS)):
+        ids.clear()
+        for word in words:
+            enc = tok.encode(word, add_special_tokens=False)
+            if len(enc) == 1:
+                ids.append(enc[0])
+    assert YES_IDS and NO_IDS, "no single-token yes/no spelling"
 
 
 def ratings(args):
@@ -213,8 +245,7 @@ def ratings(args):
     tok = load_tokenizer()
     model = AutoModelForCausalLM.from_pretrained(MODEL_DIR, gguf_file=MODEL_FILE, dtype=torch.float32)
     model.eval()
-    for word, ids in (("Yes", YES_IDS[:1]), ("No", NO_IDS[:1])):
-        assert tok.encode(word, add_special_tokens=False) == ids, word
+    answer_ids(tok)
     sha = hashlib.sha256(open(os.path.join(MODEL_DIR, MODEL_FILE), "rb").read()).hexdigest()
     cases = []
     for prompt, response in RATING_SAMPLES:
@@ -240,13 +271,13 @@ def ratings(args):
             )
             print(f"{p_yes - p_no:+.6f}  {question[:50]!r}", file=sys.stderr)
     versions = {"transformers": transformers.__version__, "torch": torch.__version__}
-    write_golden("ratings > tests/fixtures/judge-golden.json", versions, sha, cases)
+    write_golden(f"--model {args.model} ratings > tests/fixtures/{GOLDEN}.json", versions, sha, cases)
 
 
 def write_golden(command, about, sha, cases):
     """Prints a golden file: how it was made, `about` (versions, settings), the model, cases."""
     out = {"generated_by": f"scripts/judge_reference.py {command}", **about,
-           "model": f"models/smollm2-135m-instruct/{MODEL_FILE}", "model_sha256": sha,
+           "model": os.path.relpath(os.path.join(MODEL_DIR, MODEL_FILE), ROOT), "model_sha256": sha,
            "yes_ids": YES_IDS, "no_ids": NO_IDS, "cases": cases}
     json.dump(out, sys.stdout, ensure_ascii=False, indent=1)
     print()
@@ -259,12 +290,13 @@ def llama_cpp(args):
     import numpy as np
     from llama_cpp import Llama
 
-    golden_path = os.path.join(ROOT, "tests", "fixtures", "judge-golden.json")
+    golden_path = os.path.join(ROOT, "tests", "fixtures", f"{GOLDEN}.json")
     with open(golden_path) as f:
         golden = json.load(f)
     path = os.path.join(MODEL_DIR, MODEL_FILE)
     sha = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    assert sha == golden["model_sha256"], "judge-golden.json was made from another model file"
+    assert sha == golden["model_sha256"], f"{GOLDEN}.json was made from another model file"
+    YES_IDS[:], NO_IDS[:] = golden["yes_ids"], golden["no_ids"]
     llm = Llama(model_path=path, n_ctx=2048, n_batch=512, n_threads=args.threads, n_threads_batch=args.threads,
                 logits_all=False, verbose=False)
     cases = []
@@ -281,11 +313,13 @@ def llama_cpp(args):
         print(f"{p_yes - p_no:+.6f} (transformers {case['score']:+.6f})  {case['question'][:40]!r}", file=sys.stderr)
     about = {"llama_cpp_python": llama_cpp.__version__,
              "settings": {"n_ctx": 2048, "n_batch": 512, "threads": args.threads, "kv_cache": "f16 (llama.cpp's default)"}}
-    write_golden("llama-cpp > tests/fixtures/judge-golden-llamacpp.json", about, sha, cases)
+    write_golden(f"--model {args.model} llama-cpp > tests/fixtures/{GOLDEN}-llamacpp.json", about, sha, cases)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), default="smollm2",
+                        help="which judge model (default smollm2; qwen1.5b writes the *-qwen2.5-coder-1.5b goldens)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("tokens", help="token ids of the fixed strings")
     p.add_argument("--rust", action="store_true", help="print a Rust table instead of JSON")
@@ -297,6 +331,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(run=llama_cpp)
     args = parser.parse_args()
+    select_model(args.model)
     args.run(args)
 
 

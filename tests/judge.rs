@@ -502,3 +502,75 @@ fn rule_first_layout_puts_the_question_first_and_caches_nothing() {
     assert_eq!(rule_first.stats().prefills, 0, "nothing is cached in the rule-first layout");
     assert_ne!(rule_first.id(), default.id());
 }
+
+/// The `int8` precision (GGUF blocks times 8-bit activations, `nn::quant`'s integer kernels)
+/// against the f32 reference of the same file, on every golden prompt of both judges: the
+/// embedded SmolLM2-135M (Q4_1; tests/fixtures/judge-golden.json) and the quality judge
+/// Qwen2.5-Coder-1.5B (Q4_K_M, Q6_K; tests/fixtures/judge-golden-qwen2.5-coder-1.5b.json,
+/// written by `.venv-ref/bin/python scripts/judge_reference.py --model qwen1.5b ratings`).
+/// It must stay within llama.cpp's own distance from f32 transformers: max |Δ| ≤ 0.07 of
+/// P(yes) − P(no). The quality judge is skipped with a message where setup did not fetch it.
+#[test]
+fn int8_ratings_stay_within_llama_cpps_distance_of_f32() {
+    let fixtures = [
+        ("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", "tests/fixtures/judge-golden.json"),
+        (
+            "models/qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            "tests/fixtures/judge-golden-qwen2.5-coder-1.5b.json",
+        ),
+    ];
+    for (model, golden) in fixtures {
+        let path = repo_root().join(model);
+        if !path.is_file() {
+            eprintln!("skipping {model}: absent (run scripts/setup.sh)");
+            continue;
+        }
+        let golden: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(repo_root().join(golden)).unwrap()).unwrap();
+        let judge = CandleJudge::load(
+            &path,
+            CandleJudgeOptions { precision: Precision::Int8, ..CandleJudgeOptions::default() },
+        )
+        .unwrap();
+        assert_eq!(judge.info().arithmetic, "int8");
+        assert_eq!(judge.checkpoint_sha256().unwrap(), golden["model_sha256"].as_str().unwrap());
+        let mut worst = 0f64;
+        for case in golden["cases"].as_array().unwrap() {
+            let prompt: Vec<Message> = serde_json::from_value(case["prompt"].clone()).unwrap();
+            let s = Sample { prompt, response: case["response"].as_str().unwrap().into() };
+            let question = case["question"].as_str().unwrap();
+            let tokens = judge.prompt_tokens(&s, question).unwrap();
+            let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+            assert_eq!([tokens.prefix, tokens.suffix].concat(), ids, "{question}");
+            let j = judge.ask(&s, question).unwrap();
+            worst = worst.max((f64::from(j.p_yes) - f64::from(j.p_no) - case["score"].as_f64().unwrap()).abs());
+        }
+        eprintln!("{model}: int8 vs f32 transformers, max |Δ(P(yes) − P(no))| {worst:.4} (bound 0.07)");
+        assert!(worst <= 0.07, "{model}: int8 vs f32 transformers: max |Δ| {worst}");
+    }
+}
+
+/// The int8 judge gives the same bits whatever the number of threads: each output of the
+/// integer kernels is computed by one fixed sequence of operations, whichever thread or
+/// tile computes it.
+#[test]
+fn int8_ratings_are_identical_for_any_thread_count() {
+    let Some(path) = model_path() else { return };
+    let judge =
+        CandleJudge::load(&path, CandleJudgeOptions { precision: Precision::Int8, ..CandleJudgeOptions::default() })
+            .unwrap();
+    let s = reference_sample();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            judge.clear_cache();
+            let many = judge.ask_many(&s, &QUESTIONS[..4]);
+            let full = judge.ask_uncached(&s, QUESTIONS[0]).unwrap();
+            (many.into_iter().map(Result::unwrap).collect::<Vec<_>>(), full)
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert_eq!(run(threads), one, "{threads} threads");
+    }
+}

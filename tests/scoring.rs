@@ -315,7 +315,7 @@ fn judge_config_errors_name_file_line_and_field() {
     assert!(err.contains("rules.toml:") && err.contains("colour"), "{err}");
     let Some(job) = judge_job("precision = \"f16\"") else { return };
     let err = stderr(&job.engine(&["score", "--quiet"]));
-    assert!(err.contains("rules.toml:6: judge.precision: \"f16\": expected auto, f32 or quantized"), "{err}");
+    assert!(err.contains("rules.toml:6: judge.precision: \"f16\": expected auto, f32, quantized or int8"), "{err}");
     let Some(job) = judge_job("") else { return };
     let text = std::fs::read_to_string(job.config()).unwrap();
     let model = crate::util::root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");

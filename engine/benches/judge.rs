@@ -6,7 +6,7 @@
 //! cargo bench -p engine --bench judge -- --input in.json --output out.json
 //! ```
 //!
-//! `in.json`: `{"model": PATH, "precision": "f32"|"quantized"|"auto", "samples": [Sample...],
+//! `in.json`: `{"model": PATH, "precision": "f32"|"quantized"|"int8"|"auto", "samples": [Sample...],
 //! "questions": [String...], "repeats": N}`, optionally `"methods": ["prefix_batched", ...]`
 //! to run only those. For each method it runs every question about
 //! every sample and writes the seconds (best of `repeats`), the tokens the model ran and the
@@ -43,11 +43,7 @@ fn main() {
     let spec: Value =
         serde_json::from_str(&std::fs::read_to_string(&input).expect("reading --input")).expect("--input is JSON");
     let model = spec["model"].as_str().expect("model");
-    let precision = match spec["precision"].as_str().unwrap_or("auto") {
-        "f32" => Precision::F32,
-        "quantized" => Precision::Quantized,
-        _ => Precision::Auto,
-    };
+    let precision: Precision = spec["precision"].as_str().unwrap_or("auto").parse().unwrap_or_else(|e| panic!("{e}"));
     let samples: Vec<Sample> = serde_json::from_value(spec["samples"].clone()).expect("samples");
     let questions: Vec<String> = serde_json::from_value(spec["questions"].clone()).expect("questions");
     let questions: Vec<&str> = questions.iter().map(String::as_str).collect();
@@ -112,7 +108,9 @@ fn main() {
     let out = json!({
         "model": model,
         "precision": info.precision.as_str(),
+        "arithmetic": info.arithmetic,
         "params": info.params,
+        "peak_rss_mib": peak_rss_mib(),
         "load_seconds": load_seconds,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "answers": {
@@ -123,6 +121,14 @@ fn main() {
         "methods": methods,
     });
     std::fs::write(&output, serde_json::to_string(&out).expect("json")).expect("writing --output");
+}
+
+/// This process's peak resident memory (`VmHWM` of /proc/self/status), in MiB; None off Linux.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// `rate` on every sample, two samples at a time (samples 0, 2, 4, ... on one thread and

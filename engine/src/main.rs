@@ -208,7 +208,8 @@ Output (job.output, e.g. runs/demo/):
         /// Address to listen on; port 0 picks a free one (printed as `listening on http://ADDR`).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
-        /// auto (f32 for small models) | f32 | quantized.
+        /// auto (f32 for small models, int8 above) | f32 | quantized (kept quantised, f32
+        /// arithmetic) | int8 (kept quantised, integer kernels with 8-bit activations).
         #[arg(long, default_value = "auto", value_parser = engine::serve::judge::parse_precision)]
         precision: engine::judge::Precision,
         /// The most tokens of one prompt.

@@ -47,7 +47,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::data::Format;
-use crate::judge::{CandleJudgeOptions, ChatTemplate, OpenAiJudgeOptions, Precision};
+use crate::judge::{CandleJudgeOptions, ChatTemplate, OpenAiJudgeOptions};
 use crate::label::TiePolicy;
 use crate::plugin::{Grants, PluginSpec, SandboxLimits};
 use crate::select::Strategy;
@@ -511,14 +511,7 @@ fn judge_config(
         return Err(bad(span.clone(), key, format!("does not apply to backend {backend_name:?}")));
     }
     if let Some(p) = &raw.precision {
-        options.precision = match p.get_ref().as_str() {
-            "auto" => Precision::Auto,
-            "f32" => Precision::F32,
-            "quantized" => Precision::Quantized,
-            other => {
-                return Err(bad(p.span(), "precision", format!("{other:?}: expected auto, f32 or quantized")));
-            }
-        };
+        options.precision = p.get_ref().parse().map_err(|e: String| bad(p.span(), "precision", e))?;
     }
     if let Some(d) = &raw.device {
         options.device = d.get_ref().parse().map_err(|e| bad(d.span(), "device", e))?;
@@ -783,7 +776,7 @@ mod tests {
         let o = &job.judge.options;
         assert_eq!(
             (o.precision, o.device, o.max_context, o.question_reserve),
-            (Precision::Quantized, crate::judge::JudgeDevice::Cuda(1), 512, 128)
+            (crate::judge::Precision::Quantized, crate::judge::JudgeDevice::Cuda(1), 512, 128)
         );
         assert_eq!(
             (o.prefix_cache, o.template.name.as_str(), o.layout),
@@ -794,7 +787,7 @@ mod tests {
         for (text, expected) in [
             (
                 "[judge]\nprecision = \"f16\"\n",
-                "rules.toml:2: judge.precision: \"f16\": expected auto, f32 or quantized",
+                "rules.toml:2: judge.precision: \"f16\": expected auto, f32, quantized or int8",
             ),
             ("[judge]\ndevice = \"tpu\"\n", "rules.toml:2: judge.device"),
             ("[judge]\nmax_context = 4\n", "rules.toml:2: judge.max_context: 4 is below the minimum 16"),

@@ -44,6 +44,25 @@ pub enum Precision {
     /// Keep a GGUF's quantised matrices as they are: a fraction of the memory, the same
     /// ratings on CPU, somewhat slower prefill (see [`AUTO_F32_MAX_PARAMS`]).
     Quantized,
+    /// Keep a GGUF's quantised matrices and multiply them with int8 activations, as llama.cpp
+    /// does (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; other formats as `Quantized`): ratings within
+    /// llama.cpp's distance of the f32 ones, much faster on a CPU (BENCHMARKS.md).
+    Int8,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    /// `auto`, `f32`, `quantized` or `int8`, as rules.toml's `[judge] precision` and the
+    /// CLI's `--precision` spell them.
+    fn from_str(s: &str) -> Result<Precision, String> {
+        match s {
+            "auto" => Ok(Precision::Auto),
+            "f32" => Ok(Precision::F32),
+            "quantized" => Ok(Precision::Quantized),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!("{other:?}: expected auto, f32, quantized or int8")),
+        }
+    }
 }
 
 /// Where the model runs: `cpu`, `cuda` or `cuda:N` (the last two need the engine's `cuda`
@@ -720,14 +739,15 @@ pub(crate) fn load_checkpoint(
         };
         let precision = match precision {
             Precision::Auto if plan.params() <= AUTO_F32_MAX_PARAMS => WeightPrecision::F32,
-            Precision::Auto | Precision::Quantized => WeightPrecision::Quantized,
+            Precision::Auto | Precision::Int8 => WeightPrecision::Int8,
+            Precision::Quantized => WeightPrecision::Quantized,
             Precision::F32 => WeightPrecision::F32,
         };
         let positions = max_context.min(plan.config().context_length);
         let model = model::load_gguf(plan, &content, &mut reader, &path, precision, positions, device)?;
         Ok(Checkpoint { model, tokenizer, format: "gguf", files: vec![path] })
     } else if meta.is_dir() || path.extension().is_some_and(|e| e == "safetensors") {
-        if precision == Precision::Quantized {
+        if matches!(precision, Precision::Quantized | Precision::Int8) {
             return Err(JudgeLoadError::Options {
                 path,
                 reason: "kept-quantised weights need a GGUF checkpoint".into(),

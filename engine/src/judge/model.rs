@@ -24,7 +24,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 
 use super::JudgeLoadError;
-use super::quantized::QuantizedMatrix;
+use super::quantized::{Int8Matrix, QuantizedMatrix};
 
 /// The architectures this model implements.
 pub const SUPPORTED_ARCHITECTURES: &str = "llama (incl. SmolLM/SmolLM2, Mistral), qwen2";
@@ -53,6 +53,10 @@ pub enum WeightPrecision {
     /// GGUF matrices kept in their quantised format: multiplied in f32 tile by tile on the
     /// CPU ([`super::quantized`]), by candle's quantised kernels on other devices.
     Quantized,
+    /// GGUF matrices kept in their quantised format and multiplied with int8 activations by
+    /// integer kernels, as llama.cpp does (CPU; formats without such kernels fall back to
+    /// `Quantized`'s f32 tiles, and other devices to candle's quantised kernels).
+    Int8,
 }
 
 impl WeightPrecision {
@@ -60,6 +64,7 @@ impl WeightPrecision {
         match self {
             WeightPrecision::F32 => "f32",
             WeightPrecision::Quantized => "quantized",
+            WeightPrecision::Int8 => "int8",
         }
     }
 }
@@ -103,6 +108,8 @@ enum Matrix {
     /// Quantised weights on the CPU, multiplied in f32 (shared by a tied embedding and
     /// output layer).
     Quantized(Arc<QuantizedMatrix>),
+    /// Quantised weights on the CPU, multiplied with int8 activations.
+    Int8(Arc<Int8Matrix>),
 }
 
 impl Matrix {
@@ -110,6 +117,7 @@ impl Matrix {
         match self {
             Matrix::Candle(m) => m.forward(x),
             Matrix::Quantized(m) => m.forward(x),
+            Matrix::Int8(m) => m.forward(x),
         }
     }
 }
@@ -118,6 +126,7 @@ impl Matrix {
 enum Embedding {
     Dense(Tensor),
     Quantized(Arc<QuantizedMatrix>),
+    Int8(Arc<Int8Matrix>),
 }
 
 impl Embedding {
@@ -126,6 +135,7 @@ impl Embedding {
         let rows = match self {
             Embedding::Dense(t) => t.index_select(&Tensor::new(tokens, device)?, 0)?,
             Embedding::Quantized(m) => m.rows(tokens)?,
+            Embedding::Int8(m) => m.rows(tokens)?,
         };
         rows.unsqueeze(0)
     }
@@ -220,14 +230,16 @@ impl Transformer {
     }
 
     /// How the weights are held and multiplied, as judge ids name it: `f32`; `quantized-f32`
-    /// for quantised weights multiplied in f32 (the CPU); `quantized` for candle's quantised
-    /// kernels, which round the activations to 8 bits (other devices). Ratings from two
-    /// different labels are different numbers.
+    /// for quantised weights multiplied in f32 (the CPU); `int8` for our integer kernels with
+    /// 8-bit activations (the CPU); `quantized` for candle's quantised kernels, which also
+    /// round the activations to 8 bits (other devices). Ratings from two different labels
+    /// are different numbers.
     pub fn arithmetic(&self) -> &'static str {
         match self.precision {
             WeightPrecision::F32 => "f32",
             WeightPrecision::Quantized if self.device.is_cpu() => "quantized-f32",
-            WeightPrecision::Quantized => "quantized",
+            WeightPrecision::Int8 if self.device.is_cpu() => "int8",
+            WeightPrecision::Quantized | WeightPrecision::Int8 => "quantized",
         }
     }
 
@@ -622,6 +634,9 @@ impl<R: Read + Seek> WeightSource for GgufSource<'_, R> {
         if dense {
             let t = q.dequantize(device).map_err(|e| candle_err(&self.path, e))?;
             Ok(Matrix::Candle(QMatMul::Tensor(t)))
+        } else if device.is_cpu() && precision == WeightPrecision::Int8 && Int8Matrix::supports(q.dtype()) {
+            let m = Int8Matrix::new(&q).map_err(|e| candle_err(&self.path, e))?;
+            Ok(Matrix::Int8(Arc::new(m)))
         } else if device.is_cpu() {
             let m = QuantizedMatrix::new(&q).map_err(|e| candle_err(&self.path, e))?;
             Ok(Matrix::Quantized(Arc::new(m)))
@@ -734,10 +749,11 @@ fn build(
 
     // Kept-quantised on the CPU, the embedding stays quantised too (for SmolLM2-135M it is
     // a fifth of the weights, 113 MB in f32); elsewhere it is f32, as candle looks rows up.
-    let quantized_cpu = precision == WeightPrecision::Quantized && device.is_cpu();
+    let quantized_cpu = matches!(precision, WeightPrecision::Quantized | WeightPrecision::Int8) && device.is_cpu();
     let embed_matrix = if quantized_cpu { Some(src.matrix(names.embed, precision, device)?) } else { None };
     let embed = match &embed_matrix {
         Some(Matrix::Quantized(m)) => Embedding::Quantized(m.clone()),
+        Some(Matrix::Int8(m)) => Embedding::Int8(m.clone()),
         _ => Embedding::Dense(src.dense(names.embed, device)?),
     };
     let norm = src.dense(names.norm, device)?;

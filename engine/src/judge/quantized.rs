@@ -1,5 +1,8 @@
-//! Matrix products with the weights kept in a GGUF quantised format, computed in f32 on the
-//! CPU.
+//! Matrix products with the weights kept in a GGUF quantised format on the CPU, two ways:
+//!
+//! - [`QuantizedMatrix`] computes in f32 (the dequantised file's numbers, below);
+//! - [`Int8Matrix`] computes as llama.cpp does: activations rounded to 8 bits per block and
+//!   integer dot products with the weight blocks (`nn::quant`), the `int8` precision.
 //!
 //! candle's quantised matmul, like llama.cpp's, rounds every activation row to 8 bits
 //! (Q8_0, Q8_1 or Q8_K, to match the weight format) and takes integer dot products with the
@@ -127,6 +130,95 @@ impl CustomOp1 for QuantizedMatrix {
     }
 }
 
+/// A `(out, in)` weight matrix kept in its GGUF blocks and multiplied with int8 activations
+/// by `nn::quant`'s integer kernels (AVX-512 VNNI, AVX2 or portable, chosen at run time; all
+/// give the same bits). The numbers are llama.cpp's, not the dequantised file's: the
+/// activations are rounded to 8 bits per block.
+pub struct Int8Matrix {
+    inner: nn::quant::QMatrix,
+}
+
+impl std::fmt::Debug for Int8Matrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Int8Matrix[{:?}; {} × {}]", self.inner.format(), self.inner.rows(), self.inner.cols())
+    }
+}
+
+impl Int8Matrix {
+    /// The block format `nn::quant` has integer kernels for, if it has them for `dtype`.
+    pub fn supports(dtype: GgmlDType) -> bool {
+        Self::format(dtype).is_some()
+    }
+
+    fn format(dtype: GgmlDType) -> Option<nn::quant::BlockFormat> {
+        use nn::quant::BlockFormat as B;
+        match dtype {
+            GgmlDType::Q4_0 => Some(B::Q4_0),
+            GgmlDType::Q4_1 => Some(B::Q4_1),
+            GgmlDType::Q8_0 => Some(B::Q8_0),
+            GgmlDType::Q4K => Some(B::Q4K),
+            GgmlDType::Q6K => Some(B::Q6K),
+            _ => None,
+        }
+    }
+
+    /// Takes a copy of the blocks of a 2-D CPU `QTensor` (`(out, in)`).
+    pub fn new(q: &QTensor) -> Result<Int8Matrix> {
+        let (out_dim, in_dim) = q.shape().dims2()?;
+        let Some(format) = Self::format(q.dtype()) else {
+            candle_core::bail!("no integer kernels for {:?} weights", q.dtype());
+        };
+        let inner = nn::quant::QMatrix::from_bytes(format, out_dim, in_dim, q.data()?.into_owned())
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(Int8Matrix { inner })
+    }
+
+    /// Rows `ids` of W, dequantised: `(ids, in)` (an embedding lookup).
+    pub fn rows(&self, ids: &[u32]) -> Result<Tensor> {
+        let cols = self.inner.cols();
+        let mut index = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if id as usize >= self.inner.rows() {
+                candle_core::bail!("row {id} of a {}-row matrix", self.inner.rows());
+            }
+            index.push(id as usize);
+        }
+        let mut out = vec![0f32; ids.len() * cols];
+        self.inner.dequantize_rows(&index, &mut out);
+        Tensor::from_vec(out, (ids.len(), cols), &candle_core::Device::Cpu)
+    }
+
+    /// `x · Wᵀ` for `x` of shape `(…, in)`; the result is `(…, out)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()?.apply_op1_no_bwd(self)
+    }
+}
+
+impl CustomOp1 for Int8Matrix {
+    fn name(&self) -> &'static str {
+        "quantized-matmul-int8"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let values = f32_slice(storage, "int8 matmul input")?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("int8 matmul: the input must be contiguous");
+        };
+        let dims = layout.dims();
+        let (&k, lead) =
+            dims.split_last().ok_or_else(|| candle_core::Error::Msg("int8 matmul: scalar input".into()))?;
+        if k != self.inner.cols() {
+            candle_core::bail!("int8 matmul: input has {k} columns, the weights {}", self.inner.cols());
+        }
+        let m: usize = lead.iter().product();
+        let mut out = vec![0f32; m * self.inner.rows()];
+        self.inner.matmul(&values[start..end], m, &mut out);
+        let mut shape = lead.to_vec();
+        shape.push(self.inner.rows());
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
 /// The `(cols, rows)` transpose of the row-major `(rows, cols)` matrix `a`, in 32 × 32
 /// blocks so that reads and writes both stay within a few cache lines.
 fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -204,6 +296,46 @@ mod tests {
     fn rows_are_the_dequantised_rows() {
         let w = QTensor::quantize(&random((100, 64), 6), GgmlDType::Q4_1).unwrap();
         let matrix = QuantizedMatrix::new(&w).unwrap();
+        let dense = w.dequantize(&Device::Cpu).unwrap();
+        let ids = [0u32, 99, 25, 26, 25];
+        let rows = matrix.rows(&ids).unwrap();
+        let expected = dense.index_select(&Tensor::new(&ids[..], &Device::Cpu).unwrap(), 0).unwrap();
+        assert_eq!(rows.to_vec2::<f32>().unwrap(), expected.to_vec2::<f32>().unwrap());
+        assert!(matrix.rows(&[100]).unwrap_err().to_string().contains("row 100"));
+    }
+
+    /// The int8 product is llama.cpp's arithmetic: close to the f32 product with the
+    /// dequantised weights (activations rounded to 8 bits per block), and exactly the
+    /// `nn::quant` kernels' result, leading dimensions kept.
+    #[test]
+    fn int8_product_is_close_to_the_dequantised_product() {
+        for (dtype, out_dim, in_dim, m) in [
+            (GgmlDType::Q4_1, 200, 96, 7),
+            (GgmlDType::Q4_0, 9, 64, 1),
+            (GgmlDType::Q8_0, 333, 128, 40),
+            (GgmlDType::Q4K, 70, 512, 5),
+            (GgmlDType::Q6K, 130, 256, 3),
+        ] {
+            let w = QTensor::quantize(&random((out_dim, in_dim), 1), dtype).unwrap();
+            let x = random((m, in_dim), 2);
+            let matrix = Int8Matrix::new(&w).unwrap();
+            let ours = matrix.forward(&x.reshape((1, m, in_dim)).unwrap()).unwrap();
+            assert_eq!(ours.dims(), &[1, m, out_dim]);
+            let reference = x.matmul(&w.dequantize(&Device::Cpu).unwrap().t().unwrap()).unwrap();
+            let scale = reference.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let diff = (ours.squeeze(0).unwrap() - &reference).unwrap().abs().unwrap().flatten_all().unwrap();
+            let diff = diff.max(0).unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 0.02 * scale, "{dtype:?}: max |Δ| {diff} of max |y| {scale}");
+        }
+        assert!(Int8Matrix::supports(GgmlDType::Q6K) && !Int8Matrix::supports(GgmlDType::Q5K));
+        let q5 = QTensor::quantize(&random((4, 256), 3), GgmlDType::Q5K).unwrap();
+        assert!(Int8Matrix::new(&q5).unwrap_err().to_string().contains("no integer kernels for Q5K"));
+    }
+
+    #[test]
+    fn int8_rows_are_the_dequantised_rows() {
+        let w = QTensor::quantize(&random((100, 256), 6), GgmlDType::Q4K).unwrap();
+        let matrix = Int8Matrix::new(&w).unwrap();
         let dense = w.dequantize(&Device::Cpu).unwrap();
         let ids = [0u32, 99, 25, 26, 25];
         let rows = matrix.rows(&ids).unwrap();

@@ -105,14 +105,9 @@ impl ServeJudgeOptions {
     }
 }
 
-/// Parses `auto`, `f32` or `quantized` (the CLI's `--precision`).
+/// Parses `auto`, `f32`, `quantized` or `int8` (the CLI's `--precision`).
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
-    match s {
-        "auto" => Ok(Precision::Auto),
-        "f32" => Ok(Precision::F32),
-        "quantized" => Ok(Precision::Quantized),
-        other => Err(format!("unknown precision `{other}` (expected auto, f32 or quantized)")),
-    }
+    s.parse().map_err(|e| format!("unknown precision {e}"))
 }
 
 /// A prompt's top next tokens.
