@@ -36,12 +36,14 @@
 //! # Batching
 //!
 //! Handlers do not run the model. They send their items to one background batch worker
-//! and wait for the rewards. The worker takes the first waiting request, then keeps
-//! collecting requests until it holds `max_batch` items or `max_wait` has passed since
-//! the first, and scores them all in calls of at most `max_batch` items on a blocking
-//! thread (`tokio::task::spawn_blocking`), so inference never stalls the async runtime.
-//! Each request gets back exactly its own rewards in its own order. Requests whose client
-//! has gone away before their batch starts are not scored.
+//! and wait for the rewards. When idle, the worker takes the first waiting request, then
+//! keeps collecting requests until it holds `max_batch` items or `max_wait` has passed.
+//! It scores one batch of at most `max_batch` items at a time on a blocking thread
+//! (`tokio::task::spawn_blocking`), so inference never stalls the async runtime; the
+//! requests waiting share each batch one item each in turn, so a one-item request behind
+//! a 4,096-item one is answered after one batch, not after 128. Each request gets back
+//! exactly its own rewards in its own order. A request whose client has gone away is
+//! dropped before the next batch, even halfway through its items.
 //!
 //! # Shutdown
 //!
