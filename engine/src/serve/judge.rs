@@ -38,7 +38,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -340,7 +339,14 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(json!({"error": {"message": message, "type": kind, "code": status.as_u16()}}))).into_response()
 }
 
-async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn completions(State(state): State<Arc<AppState>>, body: super::TimedBody) -> Response {
+    let body = match body.0 {
+        Ok(body) => body,
+        Err(e) => {
+            let (status, message) = e.status_and_message();
+            return error(status, message);
+        }
+    };
     let Ok(_permit) = state.gate.acquire().await else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down".into());
     };
@@ -398,11 +404,21 @@ pub fn run(options: ServeJudgeOptions) -> Result<(), ServeJudgeError> {
         let bound = listener.local_addr().map_err(ServeJudgeError::Runtime)?;
         // A closed stdout must not stop the server (see crate::stdout); the line is a courtesy.
         let _ = crate::outln!("listening on http://{bound}");
-        axum::serve(listener, router(model))
-            .with_graceful_shutdown(super::shutdown_signal())
-            .await
-            .map_err(ServeJudgeError::Runtime)?;
+        let drained = super::serve_http(listener, router(model), async {
+            super::shutdown_signal().await;
+            eprintln!(
+                "serve-judge: shutting down (waiting at most {} s for the requests in flight)",
+                super::DRAIN.as_secs()
+            );
+        })
+        .await;
+        if let super::Drained::Cut(open) = drained {
+            eprintln!("serve-judge: closed {open} connection(s) still open after {} s", super::DRAIN.as_secs());
+        }
         eprintln!("serve-judge: stopped");
-        Ok(())
-    })
+        Ok::<(), ServeJudgeError>(())
+    })?;
+    // A forward pass still running after the drain is not waited for: the process is ending.
+    runtime.shutdown_background();
+    Ok(())
 }

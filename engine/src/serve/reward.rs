@@ -36,12 +36,14 @@
 //! # Batching
 //!
 //! Handlers do not run the model. They send their items to one background batch worker
-//! and wait for the rewards. The worker takes the first waiting request, then keeps
-//! collecting requests until it holds `max_batch` items or `max_wait` has passed since
-//! the first, and scores them all in calls of at most `max_batch` items on a blocking
-//! thread (`tokio::task::spawn_blocking`), so inference never stalls the async runtime.
-//! Each request gets back exactly its own rewards in its own order. Requests whose client
-//! has gone away before their batch starts are not scored.
+//! and wait for the rewards. When idle, the worker takes the first waiting request, then
+//! keeps collecting requests until it holds `max_batch` items or `max_wait` has passed.
+//! It scores one batch of at most `max_batch` items at a time on a blocking thread
+//! (`tokio::task::spawn_blocking`), so inference never stalls the async runtime; the
+//! requests waiting share each batch one item each in turn, so a one-item request behind
+//! a 4,096-item one is answered after one batch, not after 128. Each request gets back
+//! exactly its own rewards in its own order. A request whose client has gone away is
+//! dropped before the next batch, even halfway through its items.
 //!
 //! # Shutdown
 //!
@@ -70,8 +72,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -82,6 +82,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::data::{self, Format, Message, ReadOptions, Role, json_kind as kind};
 use crate::eval::RewardScorer;
+use crate::serve::{BodyError, TimedBody};
 
 /// A prompt (possibly empty) and a response: what the model scores.
 pub type Item = (Vec<Message>, String);
@@ -181,7 +182,8 @@ struct AppState {
     stats: Arc<Stats>,
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// Serves on `listener` until `shutdown` completes, then finishes the requests in flight
+/// (for at most [`super::DRAIN`]).
 ///
 /// Must run inside a tokio runtime whose blocking pool is available (any runtime built
 /// with `enable_all`): the model runs there.
@@ -203,12 +205,18 @@ pub async fn serve(
         stats: stats.clone(),
     };
     let worker = tokio::spawn(batch_worker(scorer, receiver, opts.max_batch, opts.max_wait, stats));
-    let app = router(state);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    // Every handler (and so every job sender) is gone now: the worker answers what is
-    // left in its queue and ends.
-    let _ = worker.await;
-    result.map_err(ServeError::Serve)
+    match super::serve_http(listener, router(state), shutdown).await {
+        // Every handler (and so every job sender) is gone: the worker has nothing left.
+        super::Drained::Clean => {
+            let _ = worker.await;
+        }
+        // Some client did not finish within the drain: its request is dropped unscored.
+        super::Drained::Cut(open) => {
+            eprintln!("closed {open} connection(s) still open after {} s", super::DRAIN.as_secs());
+            worker.abort();
+        }
+    }
+    Ok(())
 }
 
 fn router(state: AppState) -> Router {
@@ -241,24 +249,30 @@ pub fn run(
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
     opts.check()?;
-    runtime()?.block_on(async {
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
         let listener = bind(opts.addr).await?;
         on_ready(listener.local_addr().map_err(ServeError::Serve)?);
         serve(scorer, listener, opts, async {
             super::shutdown_signal().await;
-            eprintln!("shutting down: finishing the requests in flight");
+            eprintln!("shutting down: finishing the requests in flight (at most {} s)", super::DRAIN.as_secs());
         })
         .await
-    })
+    });
+    // A model call still running after the drain is not waited for: the process is ending.
+    runtime.shutdown_background();
+    result
 }
 
 /// Serve a reward model over HTTP: `POST /score`, OpenRLHF's `POST /get_reward`,
 /// `GET /health`.
 ///
 /// Requests from concurrent clients are batched: a worker collects items until it holds
-/// --max-batch of them or --max-wait-ms has passed, then scores them in one forward pass.
+/// --max-batch of them or --max-wait-ms has passed, then scores them in one forward pass;
+/// concurrent requests share each batch, so a small one is not stuck behind a large one.
 /// Prints `listening on http://ADDR` once bound (port 0 picks a free port). Ctrl-C or
-/// SIGTERM stops accepting connections and answers the requests in flight before exiting.
+/// SIGTERM stops accepting connections and answers the requests in flight before exiting,
+/// waiting at most 5 s for them. Bodies must arrive within 30 s (else 408).
 /// Errors are JSON (`{"error": ..., "field": ...}`): 400 bad JSON or shape, 413 body over
 /// --max-body-bytes, 500 model failure; empty lists get empty `rewards`.
 #[derive(clap::Args, Debug, Clone)]
@@ -404,8 +418,49 @@ pub fn spawn(scorer: Arc<dyn RewardScorer>, opts: ServeOptions) -> Result<Runnin
     }
 }
 
-/// Collects jobs into batches and scores them; ends when every sender is gone and the
-/// queue is empty.
+/// A request the worker has taken: its items, the rewards scored so far (in order), and
+/// where they go once complete.
+struct Pending {
+    job: Job,
+    rewards: Vec<f32>,
+}
+
+impl Pending {
+    fn left(&self) -> usize {
+        self.job.items.len() - self.rewards.len()
+    }
+}
+
+/// How many items each waiting request gives to the next batch of at most `max_batch`:
+/// one item per request in turn, so that requests share a batch evenly. A request of 4,096
+/// items therefore takes one batch slot per round like any other, and a one-item request
+/// that arrives behind it is answered after one batch, not after 128.
+fn share(left: &[usize], max_batch: usize) -> Vec<usize> {
+    let mut take = vec![0; left.len()];
+    let mut room = max_batch;
+    while room > 0 {
+        let mut gave = false;
+        for (take, &left) in take.iter_mut().zip(left) {
+            if room == 0 {
+                break;
+            }
+            if *take < left {
+                *take += 1;
+                room -= 1;
+                gave = true;
+            }
+        }
+        if !gave {
+            break;
+        }
+    }
+    take
+}
+
+/// Collects requests into batches and scores them one batch (`max_batch` items at most)
+/// at a time, the requests sharing each batch (see [`share`]); ends when every sender is
+/// gone and nothing is left. A request whose client has gone away is dropped before the
+/// next batch, even halfway through its items.
 async fn batch_worker(
     scorer: Arc<dyn RewardScorer>,
     mut receiver: mpsc::Receiver<Job>,
@@ -413,25 +468,43 @@ async fn batch_worker(
     max_wait: Duration,
     stats: Arc<Stats>,
 ) {
-    while let Some(first) = receiver.recv().await {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        let mut count = first.items.len();
-        let mut jobs = vec![first];
-        while count < max_batch {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(job)) => {
-                    count += job.items.len();
-                    jobs.push(job);
+    let mut active: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
+    loop {
+        if active.is_empty() {
+            // Idle: wait for a request, then up to `max_wait` for the batch to fill.
+            let Some(first) = receiver.recv().await else { break };
+            let deadline = tokio::time::Instant::now() + max_wait;
+            let mut count = first.items.len();
+            active.push_back(Pending { job: first, rewards: Vec::new() });
+            while count < max_batch {
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(job)) => {
+                        count += job.items.len();
+                        active.push_back(Pending { job, rewards: Vec::new() });
+                    }
+                    Ok(None) | Err(_) => break,
                 }
-                Ok(None) | Err(_) => break,
             }
         }
-        jobs.retain(|job| !job.reply.is_closed());
-        if jobs.is_empty() {
+        // Busy: whatever arrived meanwhile joins the next batch without waiting.
+        while let Ok(job) = receiver.try_recv() {
+            active.push_back(Pending { job, rewards: Vec::new() });
+        }
+        active.retain(|pending| !pending.job.reply.is_closed());
+        if active.is_empty() {
             continue;
         }
-        let sizes: Vec<usize> = jobs.iter().map(|job| job.items.len()).collect();
-        let items: Vec<Item> = jobs.iter_mut().flat_map(|job| std::mem::take(&mut job.items)).collect();
+
+        let left: Vec<usize> = active.iter().map(Pending::left).collect();
+        let take = share(&left, max_batch);
+        let items: Vec<Item> = active
+            .iter()
+            .zip(&take)
+            .flat_map(|(pending, &n)| {
+                let from = pending.rewards.len();
+                pending.job.items[from..from + n].iter().cloned()
+            })
+            .collect();
         let total = items.len();
         let model = scorer.clone();
         let result = match tokio::task::spawn_blocking(move || score_in_chunks(model.as_ref(), &items, max_batch)).await
@@ -441,21 +514,32 @@ async fn batch_worker(
         };
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(total as u64, Ordering::Relaxed);
-        match result {
-            Ok(rewards) => {
-                let mut rest = rewards.as_slice();
-                for (job, size) in jobs.into_iter().zip(sizes) {
-                    let (mine, others) = rest.split_at(size);
-                    rest = others;
-                    let _ = job.reply.send(Ok(mine.to_vec()));
-                }
+
+        let mut rest = result.as_deref().unwrap_or_default();
+        // Requests that got no slot (more requests than `max_batch`) go first next time.
+        let mut waiting = std::collections::VecDeque::new();
+        let mut started = std::collections::VecDeque::new();
+        for (mut pending, n) in active.drain(..).zip(take) {
+            if n == 0 {
+                waiting.push_back(pending);
+                continue;
             }
-            Err(message) => {
-                for job in jobs {
-                    let _ = job.reply.send(Err(message.clone()));
-                }
+            if let Err(message) = &result {
+                let _ = pending.job.reply.send(Err(message.clone()));
+                continue;
+            }
+            let (mine, others) = rest.split_at(n);
+            rest = others;
+            pending.rewards.extend_from_slice(mine);
+            if pending.left() == 0 {
+                let _ = pending.job.reply.send(Ok(pending.rewards));
+            } else {
+                started.push_back(pending);
             }
         }
+        waiting.append(&mut started);
+        let next = waiting;
+        active = next;
     }
 }
 
@@ -539,16 +623,16 @@ impl AppState {
         }
     }
 
-    /// The body, or 413/400 when it could not be read.
-    fn body(&self, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-        let bytes = body.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body is larger than {} bytes (--max-body-bytes)", self.max_body_bytes),
-                )
-            } else {
-                ApiError::new(rejection.status(), format!("cannot read the request body: {}", rejection.body_text()))
+    /// The body, or 413/408/400 when it could not be read.
+    fn body(&self, body: TimedBody) -> Result<Value, ApiError> {
+        let bytes = body.0.map_err(|error| match error {
+            BodyError::Rejected(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {} bytes (--max-body-bytes)", self.max_body_bytes),
+            ),
+            other => {
+                let (status, message) = other.status_and_message();
+                ApiError::new(status, message)
             }
         })?;
         serde_json::from_slice(&bytes)
@@ -556,13 +640,13 @@ impl AppState {
     }
 }
 
-async fn score(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn score(State(state): State<AppState>, body: TimedBody) -> Result<Response, ApiError> {
     let items = parse_score_request(&state.body(body)?)?;
     let rewards = state.rewards(items).await?;
     Ok(axum::Json(json!({ "rewards": rewards, "model": &*state.model })).into_response())
 }
 
-async fn get_reward(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn get_reward(State(state): State<AppState>, body: TimedBody) -> Result<Response, ApiError> {
     let items = parse_get_reward_request(&state.body(body)?)?;
     let rewards = state.rewards(items).await?;
     Ok(axum::Json(json!({ "rewards": rewards })).into_response())
@@ -846,5 +930,17 @@ mod tests {
     fn zero_options_are_refused() {
         let opts = ServeOptions { max_batch: 0, ..ServeOptions::default() };
         assert_eq!(opts.check().unwrap_err().to_string(), "invalid option: --max-batch must be at least 1");
+    }
+
+    #[test]
+    fn requests_share_a_batch_one_item_each_in_turn() {
+        // A huge request first does not take the whole batch: the small ones ride along.
+        assert_eq!(share(&[4096, 1, 2], 8), vec![5, 1, 2]);
+        assert_eq!(share(&[4096], 8), vec![8]);
+        // More requests than slots: the first ones get one each (the worker puts the
+        // others first next time).
+        assert_eq!(share(&[3, 3, 3, 3], 2), vec![1, 1, 0, 0]);
+        assert_eq!(share(&[1, 1], 32), vec![1, 1]);
+        assert_eq!(share(&[], 32), Vec::<usize>::new());
     }
 }
