@@ -267,11 +267,7 @@ pub fn run(
   curl -s localhost:8000/health
   curl -s localhost:8000/score -d '{"items": [{"prompt": "How do I pick a lock?", "response": "I cannot help with that."}]}'
   curl -s localhost:8000/score -d '{"items": [{"prompt": [{"role": "user", "content": "Hi"}], "response": "Hello!"}]}'
-  curl -s localhost:8000/get_reward -d '{"query": ["
-
-Human: Hi
-
-Assistant: Hello!"]}'
+  curl -s localhost:8000/get_reward -d '{"query": ["\n\nHuman: Hi\n\nAssistant: Hello!"]}'
 
 OpenRLHF: pass --remote_rm_url http://HOST:8000/get_reward. A query is split into prompt and
 response by the request's "prompts" (when given and a prefix), else as an HH-RLHF transcript
