@@ -120,6 +120,9 @@ impl std::fmt::Display for TrainOutcome {
             "trained on {} of {} pairs ({} ties, {} unlabeled, {} without a label record); {} steps",
             s.used, s.pairs, s.ties, s.skipped_unlabeled, s.skipped_missing, r.steps
         );
+        if s.extra_labels > 0 {
+            let _ = write!(line, "; ignored {} label records for pairs not in --data", s.extra_labels);
+        }
         if s.skipped_identical > 0 {
             let _ = write!(line, "; skipped {} pairs whose chosen and rejected are the same text", s.skipped_identical);
         }
