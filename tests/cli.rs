@@ -93,6 +93,14 @@ fn rules_verify_reports_every_pack_and_fails_on_a_bad_pin() {
     let text = stdout(&output);
     assert!(text.contains("FAIL  example") && text.contains(&wrong) && text.contains(&pinned), "{text}");
     assert!(text.contains("ok    core"), "the other pack is still checked: {text}");
+
+    // The error names the job file that holds the pin, whatever it is called.
+    std::fs::rename(job.config(), job.path("my-job.toml")).unwrap();
+    let output = job.engine(&["score", "-q", "--config", "my-job.toml"]);
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(message.contains(&format!("my-job.toml (its [[pack]] sha256) pins {wrong}")), "{message}");
+    assert!(!message.contains("rules.toml"), "{message}");
 }
 
 #[test]
