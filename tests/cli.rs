@@ -36,6 +36,35 @@ fn a_malformed_input_line_is_named_and_skip_invalid_counts_it() {
 }
 
 #[test]
+fn reward_bench_rows_with_integer_ids_score() {
+    // RewardBench's `id` column is int64; such rows must score as they are.
+    let job = TempJob::new(&[Pack::new("example", example_pack())], "", "");
+    std::fs::write(
+        job.path("pairs.jsonl"),
+        "{\"prompt\":\"Hi\",\"chosen\":\"Hello.\",\"rejected\":\"HELLO!\",\"subset\":\"xstest\",\"id\":30}\n\
+         {\"prompt\":\"Yo\",\"chosen\":\"Hey.\",\"rejected\":\"HEY!\",\"subset\":\"xstest\",\"id\":31}\n",
+    )
+    .unwrap();
+    let output = job.engine(&["score", "--quiet"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("2 pairs"), "{}", stderr(&output));
+}
+
+#[test]
+fn skip_invalid_that_skips_every_line_fails_and_says_why() {
+    let job = TempJob::new(&[Pack::new("example", example_pack())], "", "");
+    std::fs::write(job.path("pairs.jsonl"), "{\"prompt\":\"q\",\"chosen\":7,\"rejected\":\"r\"}\nnot json\n").unwrap();
+    let output = job.engine(&["score", "--quiet", "--skip-invalid"]);
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains("pairs.jsonl: no valid row: --skip-invalid skipped all 2 non-blank lines; the first, line 1: field \"chosen\""),
+        "{message}"
+    );
+    assert!(!job.path("out/scores.jsonl").exists(), "nothing is written");
+}
+
+#[test]
 fn config_errors_name_the_file_line_and_field() {
     let job = TempJob::new(&[Pack::new("example", example_pack()).with("grants = [\"network\"]")], "", "");
     let text = std::fs::read_to_string(job.config()).unwrap();
@@ -64,6 +93,14 @@ fn rules_verify_reports_every_pack_and_fails_on_a_bad_pin() {
     let text = stdout(&output);
     assert!(text.contains("FAIL  example") && text.contains(&wrong) && text.contains(&pinned), "{text}");
     assert!(text.contains("ok    core"), "the other pack is still checked: {text}");
+
+    // The error names the job file that holds the pin, whatever it is called.
+    std::fs::rename(job.config(), job.path("my-job.toml")).unwrap();
+    let output = job.engine(&["score", "-q", "--config", "my-job.toml"]);
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(message.contains(&format!("my-job.toml (its [[pack]] sha256) pins {wrong}")), "{message}");
+    assert!(!message.contains("rules.toml"), "{message}");
 }
 
 #[test]
@@ -162,4 +199,37 @@ fn label_explain_and_eval_labels_on_the_demo_data() {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(json["strategies"].as_array().unwrap().len(), 2);
     assert_eq!(json["rules"].as_array().unwrap().len(), 13, "{json}");
+}
+
+#[test]
+fn train_and_adapter_train_find_their_model_from_any_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pairs.jsonl"),
+        "{\"id\":1,\"prompt\":\"Hi\",\"chosen\":\"Hello.\",\"rejected\":\"Go away.\"}\n\
+         {\"id\":2,\"prompt\":\"Yo\",\"chosen\":\"Hey.\",\"rejected\":\"No.\"}\n",
+    )
+    .unwrap();
+    // Outside the repository the default (relative to the working directory) is not there:
+    // the error says what to set, instead of a bare "No such file".
+    let output = engine(dir.path(), &["train", "--data", "pairs.jsonl", "--out", "rm", "-q"]);
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    for needle in ["models/all-minilm-l6-v2", "working directory", "--backbone DIR", "--config", "scripts/setup.sh"] {
+        assert!(message.contains(needle), "lacks {needle:?}: {message}");
+    }
+    let args = ["adapter", "train", "--scores", "s.jsonl", "--pairs", "pairs.jsonl", "--out", "a"];
+    let message = stderr(&engine(dir.path(), &args));
+    assert!(message.contains("--encoder DIR") && message.contains("scripts/setup.sh"), "{message}");
+
+    // --config resolves `[train] encoder` (here the default) relative to the job file.
+    if !root().join("models/all-minilm-l6-v2/model.safetensors").exists() {
+        eprintln!("skipping the training half: run scripts/setup.sh");
+        return;
+    }
+    let config = root().join("rules.toml");
+    let args = ["train", "--config", config.to_str().unwrap(), "--data", "pairs.jsonl", "--out", "rm", "-q"];
+    let output = engine(dir.path(), &[&args[..], &["--epochs", "1", "--max-len", "32", "--batch-size", "2"]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.path().join("rm/model.safetensors").is_file());
 }

@@ -343,6 +343,15 @@ fn publish_calibrate_search_add_update_remove_over_http() {
     // Update within ^0.1 finds nothing newer; update to 0.2 moves and removes 0.1.0.
     let outcomes = market::update(&m.config(), None, &AddOptions::default()).unwrap();
     assert!(outcomes.iter().all(|o| o.to_string().contains("up to date")), "{outcomes:?}");
+    // ... but says that 0.2.0 exists outside the requirement, and how to move to it.
+    let example = outcomes.iter().map(ToString::to_string).find(|o| o.starts_with("example")).unwrap();
+    assert!(
+        example.ends_with(
+            "note: example 0.2.0 is in the index but outside the requirement ^0.1; \
+             `engine rules update example@0.2.0` moves to it"
+        ),
+        "{example}"
+    );
     let outcomes = market::update(&m.config(), Some(&"example@0.2".parse().unwrap()), &AddOptions::default()).unwrap();
     assert_eq!(outcomes[0].to_string().split(" (").next().unwrap(), "updated example 0.1.0 -> 0.2.0");
     assert!(!m.job.join("packs/example/0.1.0").exists());
@@ -658,7 +667,8 @@ fn scoring_honours_the_lock_and_fails_closed() {
     let other = sha256_file(&core_pack());
     std::fs::write(m.config(), config.replace(&sha, &other)).unwrap();
     let err = lock_err(&m);
-    assert!(err.contains("rules.lock") && err.contains(&format!("rules.toml pins sha256 {other}")), "{err}");
+    let pins = format!("{} pins sha256 {other}", m.config().display());
+    assert!(err.contains("rules.lock") && err.contains(&pins), "{err}");
 
     // rules.toml points at another file.
     std::fs::write(m.config(), config.replace("packs/example/0.1.0/pack.wasm", "elsewhere.wasm")).unwrap();

@@ -197,6 +197,25 @@ fn eval_names_the_lines_it_skips() {
     assert!(err.contains("warning: skipped d.jsonl:2:"), "{err}");
 }
 
+#[test]
+fn eval_reads_reward_bench_integer_ids_and_fails_when_every_line_is_skipped() {
+    let Some(model) = crate::eval::tiny_model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rows = r#"{"id":30,"prompt":"Say hi","chosen":"Hi!","rejected":"No.","subset":"xstest-should-respond"}"#;
+    std::fs::write(dir.path().join("d.jsonl"), format!("{rows}\n")).unwrap();
+    let model_dir = model.path().to_str().unwrap();
+    let args = ["eval", "--quiet", "--model", model_dir, "--data", "d.jsonl", "--out", "e"];
+    let output = engine_within(dir.path(), &args, LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    std::fs::write(dir.path().join("bad.jsonl"), "{\"id\": \"p2\", \"prompt\": 3}\n").unwrap();
+    let args = ["eval", "--quiet", "--model", model_dir, "--data", "bad.jsonl", "--skip-invalid", "--out", "e2"];
+    let output = engine_within(dir.path(), &args, LIMIT);
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("bad.jsonl: no valid row: --skip-invalid skipped all 1 non-blank lines"), "{err}");
+}
+
 // --- `rules verify` checks what `score` checks -----------------------------------------
 
 #[test]

@@ -124,7 +124,10 @@ fn get_reward_speaks_openrlhf() {
     let (status, answer) = post(&server, "/get_reward", &body.to_string());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(rewards(&answer), [4.0, 5.0, 6.0]);
-    assert_eq!(answer.as_object().unwrap().len(), 1, "only rewards: {answer}");
+    // OpenRLHF's reward server's shape: rewards, scores (the same) and extra_logs.
+    assert_eq!(answer["scores"], answer["rewards"], "{answer}");
+    assert_eq!(answer["extra_logs"], json!({}), "{answer}");
+    assert_eq!(answer.as_object().unwrap().len(), 3, "{answer}");
     {
         let calls = scorer.calls.lock().unwrap();
         let items: Vec<_> = calls.iter().flatten().collect();
@@ -202,7 +205,7 @@ fn empty_lists_get_empty_rewards_without_calling_the_model() {
     let (status, answer) = post(&server, "/score", r#"{"items": []}"#);
     assert_eq!((status, answer), (200, json!({"rewards": [], "model": "tagged"})));
     let (status, answer) = post(&server, "/get_reward", r#"{"query": []}"#);
-    assert_eq!((status, answer), (200, json!({"rewards": []})));
+    assert_eq!((status, answer), (200, json!({"rewards": [], "scores": [], "extra_logs": {}})));
     assert!(scorer.calls.lock().unwrap().is_empty());
     let (_, health) = get(&server, "/health");
     assert_eq!((health["batches"].as_u64(), health["items"].as_u64()), (Some(0), Some(0)));

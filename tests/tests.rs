@@ -8,6 +8,7 @@ mod util;
 
 mod cli;
 mod eval;
+mod examples;
 mod judge;
 mod market;
 mod remote_judge;

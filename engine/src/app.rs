@@ -211,7 +211,7 @@ pub fn rules_verify(config: &Path) -> Result<Vec<Verified>, AppError> {
     crate::market::apply_lock(&mut job)?;
     let runtime = Runtime::new(job.limits.clone(), job.cache_dir.clone(), None)?;
     let loaded: Vec<Result<Arc<crate::plugin::Plugin>, PluginError>> =
-        job.packs.iter().map(|pack| runtime.load(&pack.spec)).collect();
+        job.packs.iter().map(|pack| runtime.load(&pack.spec).map_err(|e| e.pinned_by(&job.config_path))).collect();
     let mut verified: Vec<Verified> = job
         .packs
         .iter()

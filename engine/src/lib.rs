@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod label;
 pub mod labeling;
 pub mod market;
+pub mod models;
 pub mod pairwise;
 pub mod plugin;
 pub mod process;

@@ -311,9 +311,16 @@ Then set `strategy = \"adapter:k=5\"` and `adapter = \"runs/adapter\"` under [se
         /// Output folder.
         #[arg(long, short)]
         out: PathBuf,
-        /// The sentence encoder (a BERT folder with config.json, model.safetensors, tokenizer.json).
-        #[arg(long, default_value = "models/all-minilm-l6-v2")]
-        encoder: PathBuf,
+        /// The sentence encoder (a BERT folder with config.json, model.safetensors,
+        /// tokenizer.json). Default: --config's `[train] encoder`, else
+        /// models/all-minilm-l6-v2 (relative to --config's folder, or to the working
+        /// directory without --config).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// A job file (rules.toml) whose `[train] encoder` is the default --encoder,
+        /// resolved relative to the job file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Rules per pair to predict (default 5).
         #[arg(long)]
         k: Option<usize>,
@@ -334,7 +341,13 @@ Then set `strategy = \"adapter:k=5\"` and `adapter = \"runs/adapter\"` under [se
 
 fn main() -> ExitCode {
     engine::process::init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // `ENGINE_PARSE_ONLY=1 engine ARGS` stops once clap has accepted ARGS, running nothing:
+    // tests/examples.rs checks every example command of the help texts and READMEs this way.
+    if std::env::var_os("ENGINE_PARSE_ONLY").is_some() {
+        return ExitCode::SUCCESS;
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
@@ -484,8 +497,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Adapter {
-            command: AdapterCommand::Train { scores, pairs, out, encoder, k, lambda, epochs, holdout, seed },
+            command: AdapterCommand::Train { scores, pairs, out, encoder, config, k, lambda, epochs, holdout, seed },
         } => {
+            let encoder = engine::models::encoder("--encoder", encoder.as_deref(), config.as_deref())?.path;
             let files = engine::adapter::TrainFiles { scores, pairs, encoder, out: out.clone() };
             let defaults = engine::adapter::TrainOptions::default();
             let opts = engine::adapter::TrainOptions {

@@ -32,6 +32,12 @@ pub enum DataError {
     /// A line is not a valid row (and `skip_invalid` was off).
     #[error("{file}:{line}: {error}")]
     Line { file: String, line: usize, error: LineError },
+    /// `skip_invalid` was on and no line was valid: `skipped` lines, the first at `line`.
+    #[error(
+        "{file}: no valid row: --skip-invalid skipped all {skipped} non-blank lines; the first, line {line}: {reason} \
+         (fix the rows, or check --format)"
+    )]
+    AllSkipped { file: String, skipped: usize, line: usize, reason: LineError },
 }
 
 impl DataError {
@@ -39,7 +45,9 @@ impl DataError {
     pub fn line(&self) -> Option<usize> {
         match self {
             DataError::Open { .. } => None,
-            DataError::Read { line, .. } | DataError::Line { line, .. } => Some(*line),
+            DataError::Read { line, .. } | DataError::Line { line, .. } | DataError::AllSkipped { line, .. } => {
+                Some(*line)
+            }
         }
     }
 }

@@ -11,8 +11,9 @@ use super::{LineError, Pair, Pref, transcript};
 
 /// The layout of the rows in a JSON Lines file.
 ///
-/// Every format may carry an optional string `id` (when absent, pairs get
-/// `<file stem>:<line>`) and an optional string `subset`; other fields are ignored.
+/// Every format may carry an optional `id`, a string or an integer kept as its decimal
+/// digits (when absent, pairs get `<file stem>:<line>`), and an optional string
+/// `subset`; other fields are ignored.
 /// A prompt given as a list holds `{"role", "content"}` objects with role
 /// `"system"`, `"user"` or `"assistant"` and must end with a user message; a prompt
 /// given as a string is one user message. Responses and message contents must not
@@ -94,7 +95,7 @@ impl Format {
     /// Turns one row in this format (or, for [`Format::Auto`], its detected
     /// format) into pairs. Rows without an `id` use `default_id`.
     pub(crate) fn parse_row(self, row: &Row, default_id: &str) -> Result<Vec<Pair>, LineError> {
-        let id = json::optional_id(row)?.unwrap_or(default_id).to_owned();
+        let id = json::optional_id(row)?.map_or_else(|| default_id.to_owned(), |id| id.into_owned());
         let subset = json::optional_string(row, "subset")?.map(str::to_owned);
         let labeled = |prompt, a, b| Pair { id: id.clone(), prompt, a, b, gold: Some(Pref::A), subset: subset.clone() };
         match self {

@@ -1,5 +1,7 @@
 //! Typed access to the fields of one JSON row, with errors that name the field.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::{LineError, Message, Role};
@@ -51,12 +53,42 @@ pub(crate) fn optional_string<'a>(row: &'a Row, name: &str) -> Result<Option<&'a
     }
 }
 
-/// The optional `id` field, which must not be blank when present.
-pub(crate) fn optional_id(row: &Row) -> Result<Option<&str>, LineError> {
-    let id = optional_string(row, "id")?;
-    match id {
-        Some(id) if id.trim().is_empty() => Err(empty("id")),
-        _ => Ok(id),
+/// The optional `id` field: a string that is not blank, or an integer. RewardBench and
+/// many Hugging Face exports number their rows (`"id": 1234`, an int64 column), so an
+/// integer id is kept as its decimal digits: `7` and `"7"` are the same id, and the
+/// sample hashes (which include the id's text) do not depend on how it was written.
+/// A fractional or out-of-range number is an error: `1.5` has no canonical digits.
+pub(crate) fn optional_id(row: &Row) -> Result<Option<Cow<'_, str>>, LineError> {
+    match row.get("id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) if id.trim().is_empty() => Err(empty("id")),
+        Some(Value::String(id)) => Ok(Some(Cow::Borrowed(id))),
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Ok(Some(Cow::Owned(i.to_string()))),
+            (None, Some(u)) => Ok(Some(Cow::Owned(u.to_string()))),
+            (None, None) => Err(wrong_type("id", "a string or an integer", &Value::Number(n.clone()))),
+        },
+        Some(other) => Err(wrong_type("id", "a string or an integer", other)),
+    }
+}
+
+/// Serde's side of [`optional_id`], for rows read with `#[derive(Deserialize)]`: an id
+/// that is a string or an integer, as its text.
+pub fn deserialize_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Signed(i64),
+        Unsigned(u64),
+    }
+    match Id::deserialize(deserializer) {
+        Ok(Id::Text(text)) => Ok(text),
+        Ok(Id::Signed(n)) => Ok(n.to_string()),
+        Ok(Id::Unsigned(n)) => Ok(n.to_string()),
+        Err(_) => Err(D::Error::custom("field \"id\": expected a string or an integer")),
     }
 }
 
@@ -181,9 +213,16 @@ mod tests {
     fn optional_fields_treat_null_as_absent() {
         assert_eq!(optional_string(&row(json!({"subset": null})), "subset"), Ok(None));
         assert_eq!(optional_id(&row(json!({"id": " "}))), Err(LineError::Empty { field: "id".into() }));
+        assert_eq!(optional_id(&row(json!({"id": 3}))).unwrap().as_deref(), Some("3"));
+        assert_eq!(optional_id(&row(json!({"id": -3}))).unwrap().as_deref(), Some("-3"));
+        assert_eq!(optional_id(&row(json!({"id": u64::MAX}))).unwrap().as_deref(), Some("18446744073709551615"));
         assert_eq!(
-            optional_id(&row(json!({"id": 3}))).unwrap_err().to_string(),
-            "field \"id\": expected a string, found a number"
+            optional_id(&row(json!({"id": 1.5}))).unwrap_err().to_string(),
+            "field \"id\": expected a string or an integer, found a number"
+        );
+        assert_eq!(
+            optional_id(&row(json!({"id": [1]}))).unwrap_err().to_string(),
+            "field \"id\": expected a string or an integer, found a list"
         );
     }
 }

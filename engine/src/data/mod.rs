@@ -37,6 +37,7 @@ mod error;
 mod formats;
 mod hash;
 mod json;
+pub use json::deserialize_id;
 pub(crate) use json::kind as json_kind;
 mod read;
 mod samples;

@@ -185,6 +185,17 @@ pub fn read_pairs_from(
             }
         }
     }
+    // Skipping every line would let a command "succeed" on nothing (`scored 0 samples`,
+    // exit 0), which hides a wrong file or a wrong --format.
+    if report.pairs.is_empty() && report.format_counts.total() == 0 && !report.skipped.is_empty() {
+        let first = report.skipped.swap_remove(0);
+        return Err(DataError::AllSkipped {
+            file: first.file,
+            skipped: report.skipped.len() + 1,
+            line: first.line,
+            reason: first.reason,
+        });
+    }
     Ok(report)
 }
 
@@ -341,6 +352,23 @@ mod tests {
     }
 
     #[test]
+    fn integer_ids_read_as_their_digits() {
+        // RewardBench's `id` column is int64.
+        let report = read(&lines(&[
+            r#"{"prompt": "Hi", "chosen": "Hello.", "rejected": "No.", "subset": "xstest", "id": 30}"#,
+            r#"{"prompt": "Hi", "chosen": "Hello.", "rejected": "No.", "id": -4}"#,
+        ]));
+        let ids: Vec<&str> = report.pairs.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["30", "-4"]);
+        // 30 and "30" are one id.
+        let text = lines(&[
+            r#"{"prompt": "Hi", "chosen": "a", "rejected": "b", "id": 30}"#,
+            r#"{"prompt": "Hi", "chosen": "a", "rejected": "b", "id": "30"}"#,
+        ]);
+        assert_eq!(error(&text), "data/x.jsonl:2: duplicate id \"30\" (first used on line 1)");
+    }
+
+    #[test]
     fn multi_response_rows_become_all_pairs_in_order() {
         let report = read(&lines(&[
             r#"{"id": "m", "prompt": "Q", "responses": ["r0", "r1", "r2", "r3"]}"#,
@@ -443,8 +471,8 @@ mod tests {
             (r#"{"prompt": "", "chosen": "c", "rejected": "r"}"#, "field \"prompt\": must not be empty"),
             (r#"{"prompt": "q", "response_a": "a", "response_b": ""}"#, "field \"response_b\": must not be empty"),
             (
-                r#"{"id": 7, "prompt": "q", "chosen": "c", "rejected": "r"}"#,
-                "field \"id\": expected a string, found a number",
+                r#"{"id": 7.5, "prompt": "q", "chosen": "c", "rejected": "r"}"#,
+                "field \"id\": expected a string or an integer, found a number",
             ),
             (
                 r#"{"prompt": "q", "chosen": "c", "rejected": "r", "subset": ["s"]}"#,
@@ -510,6 +538,22 @@ mod tests {
         // Without skip_invalid the first bad line is the error.
         let err = read_with(&text, Format::Auto, false).unwrap_err();
         assert!(err.to_string().starts_with("data/x.jsonl:2: not valid JSON: expected value at column 1"), "{err}");
+    }
+
+    #[test]
+    fn skipping_every_line_is_an_error() {
+        let text = lines(&[r#"{"prompt": "q"}"#, "", r#"{"prompt": 1, "chosen": "a", "rejected": "b"}"#]);
+        let err = read_with(&text, Format::Auto, true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "data/x.jsonl: no valid row: --skip-invalid skipped all 2 non-blank lines; the first, line 1: cannot \
+             tell the format from the fields present (\"prompt\"); expected \"chosen\" and \"rejected\", \
+             \"response_a\" and \"response_b\", or \"responses\" (fix the rows, or check --format)"
+        );
+        assert_eq!(err.line(), Some(1));
+        // One valid line is enough, and an empty file is not "all skipped".
+        assert_eq!(read_with(&lines(&[PAIRS_ROW, "{"]), Format::Auto, true).unwrap().pairs.len(), 1);
+        assert!(read_with("", Format::Auto, true).unwrap().pairs.is_empty());
     }
 
     #[test]

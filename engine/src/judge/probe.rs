@@ -45,6 +45,8 @@ pub struct ProbeItem {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawItem {
+    /// A string or an integer, as in the data files.
+    #[serde(deserialize_with = "crate::data::deserialize_id")]
     id: String,
     rule_id: Option<String>,
     rule: String,
@@ -247,5 +249,21 @@ mod tests {
         std::fs::write(&path, format!("{}{{\"id\":\"z\"}}\n", line("a", "r", "x", true))).unwrap();
         let err = read_items(&path).unwrap_err().to_string();
         assert!(err.contains("probe.jsonl:2:"), "{err}");
+    }
+
+    #[test]
+    fn probe_items_take_integer_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe.jsonl");
+        let text = concat!(
+            "{\"id\":17,\"rule\":\"r\",\"prompt\":\"q\",\"response\":\"a\",\"follows\":true}\n",
+            "{\"id\":\"x\",\"rule\":\"r\",\"prompt\":\"q\",\"response\":\"b\",\"follows\":false}\n",
+        );
+        std::fs::write(&path, text).unwrap();
+        let ids: Vec<String> = read_items(&path).unwrap().into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, ["17", "x"]);
+        std::fs::write(&path, text.replace("17", "1.5")).unwrap();
+        let err = read_items(&path).unwrap_err().to_string();
+        assert!(err.contains("probe.jsonl:1: field \"id\": expected a string or an integer"), "{err}");
     }
 }

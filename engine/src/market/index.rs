@@ -209,6 +209,13 @@ impl FetchedIndex {
             })
     }
 
+    /// The newest version of `name` in the index, whatever a requirement allows: `engine
+    /// rules update` tells the user when it is outside theirs, since an update that stays
+    /// within `^0.1` would otherwise hide that 0.2 exists.
+    pub fn newest(&self, name: &str) -> Option<Version> {
+        self.index.packs.iter().filter(|e| e.name == name).filter_map(IndexEntry::semver).max()
+    }
+
     fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.index.packs.iter().map(|e| e.name.clone()).collect();
         names.sort();

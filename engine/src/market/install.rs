@@ -80,15 +80,49 @@ impl std::fmt::Display for Installed {
 /// What `rules update` did to one pack.
 #[derive(Clone, Debug)]
 pub enum UpdateOutcome {
-    Updated(Box<Installed>),
-    UpToDate { name: String, version: String },
+    /// Moved to a newer version; `newer` is a still newer one outside the requirement.
+    Updated(Box<Installed>, Option<NewerOutside>),
+    UpToDate {
+        name: String,
+        version: String,
+        newer: Option<NewerOutside>,
+    },
+}
+
+/// A version in the index newer than any the pack's requirement allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewerOutside {
+    pub name: String,
+    pub version: String,
+    pub requirement: String,
+}
+
+impl std::fmt::Display for NewerOutside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let NewerOutside { name, version, requirement } = self;
+        write!(
+            f,
+            "{name} {version} is in the index but outside the requirement {requirement}; \
+             `engine rules update {name}@{version}` moves to it"
+        )
+    }
 }
 
 impl std::fmt::Display for UpdateOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UpdateOutcome::Updated(installed) => installed.fmt(f),
-            UpdateOutcome::UpToDate { name, version } => write!(f, "{name} {version} is up to date"),
+        let newer = match self {
+            UpdateOutcome::Updated(installed, newer) => {
+                installed.fmt(f)?;
+                newer
+            }
+            UpdateOutcome::UpToDate { name, version, newer } => {
+                write!(f, "{name} {version} is up to date")?;
+                newer
+            }
+        };
+        match newer {
+            Some(newer) => write!(f, "\n  note: {newer}"),
+            None => Ok(()),
         }
     }
 }
@@ -170,13 +204,18 @@ pub fn update(config: &Path, only: Option<&PackRequest>, opts: &AddOptions) -> R
         };
         let index = FetchedIndex::fetch(&location)?;
         let entry = index.resolve(&PackRequest { name: locked.name.clone(), req: req.clone() })?.clone();
+        let newer = index
+            .newest(&locked.name)
+            .filter(|v| entry.semver().is_some_and(|e| *v > e))
+            .map(|v| NewerOutside { name: locked.name.clone(), version: v.to_string(), requirement: req.to_string() });
         if entry.version == locked.version && entry.sha256 == locked.bundle_sha256 {
-            outcomes.push(UpdateOutcome::UpToDate { name: locked.name.clone(), version: locked.version.clone() });
+            let (name, version) = (locked.name.clone(), locked.version.clone());
+            outcomes.push(UpdateOutcome::UpToDate { name, version, newer });
             continue;
         }
         check_unchanged(&locked, &entry)?;
         check_downgrade(&locked.name, &locked.version, &entry.version, opts.allow_downgrade)?;
-        outcomes.push(UpdateOutcome::Updated(Box::new(install(&mut cx, &index, &entry, &req, opts)?)));
+        outcomes.push(UpdateOutcome::Updated(Box::new(install(&mut cx, &index, &entry, &req, opts)?), newer));
     }
     Ok(outcomes)
 }

@@ -129,9 +129,21 @@ impl SecretKey {
     }
 
     /// Writes the key to `path` (owner-only permissions) and its public key to
-    /// `path.pub`. Refuses to overwrite either file.
+    /// `path.pub`. Refuses to overwrite either file. Missing parent folders are created
+    /// owner-only (0700), so that `--out keys/alice` works on a fresh checkout and the
+    /// folder holding a secret key is not readable by others either.
     pub fn write_new(&self, path: &Path) -> Result<PathBuf, MarketError> {
         let public_path = public_path(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt as _;
+                builder.mode(0o700);
+            }
+            builder.create(parent).map_err(io(parent))?;
+        }
         if public_path.exists() {
             return Err(MarketError::Io {
                 path: public_path,
@@ -211,6 +223,22 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt as _;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn write_new_creates_missing_folders_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/publisher/alice");
+        SecretKey::from_seed([3; 32]).write_new(&path).unwrap();
+        assert!(path.is_file() && dir.path().join("keys/publisher/alice.pub").is_file());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for folder in ["keys", "keys/publisher"] {
+                let mode = std::fs::metadata(dir.path().join(folder)).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o700, "{folder}");
+            }
         }
     }
 

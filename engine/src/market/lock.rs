@@ -127,9 +127,10 @@ pub fn apply_lock(job: &mut Job) -> Result<(), MarketError> {
         let locked_path: PathBuf = base.join(&locked.path);
         if pack.spec.path != locked_path {
             return Err(fail(format!(
-                "pack {}: rules.toml loads {} but the lock pins {} ({}); run `engine rules update {0}` or \
+                "pack {}: {} loads {} but the lock pins {} ({}); run `engine rules update {0}` or \
                  `engine rules add {0}` instead of editing paths by hand",
                 locked.name,
+                job.config_path.display(),
                 pack.spec.path.display(),
                 locked_path.display(),
                 locked.version
@@ -137,8 +138,9 @@ pub fn apply_lock(job: &mut Job) -> Result<(), MarketError> {
         }
         if !pack.spec.sha256.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(&locked.sha256)) {
             return Err(fail(format!(
-                "pack {}: rules.toml pins sha256 {} but the lock pins {} for version {}",
+                "pack {}: {} pins sha256 {} but the lock pins {} for version {}",
                 locked.name,
+                job.config_path.display(),
                 pack.spec.sha256.as_deref().unwrap_or("nothing"),
                 locked.sha256,
                 locked.version

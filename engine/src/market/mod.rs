@@ -69,7 +69,9 @@ use sha2::{Digest, Sha256};
 pub use bundle::{Bundle, Manifest, PackInfo, Signer};
 pub use calibrate::{CalibrationCard, RuleCard};
 pub use index::{Index, IndexEntry, PackRequest};
-pub use install::{AddOptions, Installed, Removed, UpdateOutcome, add, job_from_text, load_job, remove, update};
+pub use install::{
+    AddOptions, Installed, NewerOutside, Removed, UpdateOutcome, add, job_from_text, load_job, remove, update,
+};
 pub use keys::{PublicKey, SecretKey};
 pub use lock::{Lock, LockedPack, apply_lock};
 pub use trust::{MarketConfig, RawMarket, RawTrusted, TrustPolicy};

@@ -102,8 +102,10 @@ pub enum PluginError {
     Engine(String),
     #[error("{}: cannot read plugin: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: sha256 mismatch: rules.toml pins {expected} but the file hashes to {actual}; refusing to load it", path.display())]
-    HashMismatch { path: PathBuf, expected: String, actual: String },
+    /// `pinned_by` names where the pin is written: the job file when the loader knows it
+    /// (see [`PluginError::pinned_by`]), so that the user edits the right file.
+    #[error("{}: sha256 mismatch: {pinned_by} pins {expected} but the file hashes to {actual}; refusing to load it (rebuild the pack, or update the pin)", path.display())]
+    HashMismatch { path: PathBuf, expected: String, actual: String, pinned_by: String },
     #[error("{}: {source}", path.display())]
     Abi { path: PathBuf, source: abi::AbiError },
     #[error("{}: does not compile: {message}", path.display())]
@@ -116,4 +118,20 @@ pub enum PluginError {
     Metadata { path: PathBuf, message: String },
     #[error("rule id {id:?} is exported by both {} and {}; rule ids must be unique across packs", first.display(), second.display())]
     DuplicateRule { id: String, first: PathBuf, second: PathBuf },
+}
+
+impl PluginError {
+    /// Names `config` as the file holding the pin of a [`PluginError::HashMismatch`];
+    /// other errors are returned unchanged.
+    pub fn pinned_by(self, config: &std::path::Path) -> PluginError {
+        match self {
+            PluginError::HashMismatch { path, expected, actual, .. } => PluginError::HashMismatch {
+                path,
+                expected,
+                actual,
+                pinned_by: format!("{} (its [[pack]] sha256)", config.display()),
+            },
+            other => other,
+        }
+    }
 }

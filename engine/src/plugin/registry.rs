@@ -55,7 +55,10 @@ impl Registry {
         enable: &BTreeMap<String, Vec<(String, usize)>>,
         config: &std::path::Path,
     ) -> Result<Registry, RegistryError> {
-        let loaded = packs.iter().map(|pack| runtime.load(&pack.spec)).collect::<Result<Vec<_>, _>>()?;
+        let loaded = packs
+            .iter()
+            .map(|pack| runtime.load(&pack.spec).map_err(|e| e.pinned_by(config)))
+            .collect::<Result<Vec<_>, _>>()?;
         Registry::assemble(runtime, packs, loaded, enable, config)
     }
 

@@ -167,7 +167,12 @@ impl Runtime {
         if let Some(expected) = &spec.sha256
             && !expected.eq_ignore_ascii_case(&sha256)
         {
-            return Err(PluginError::HashMismatch { path: path.clone(), expected: expected.clone(), actual: sha256 });
+            return Err(PluginError::HashMismatch {
+                path: path.clone(),
+                expected: expected.clone(),
+                actual: sha256,
+                pinned_by: "the job".into(),
+            });
         }
         let header = abi::check(&bytes).map_err(|source| PluginError::Abi { path: path.clone(), source })?;
         let (component, from_cache) = cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), &sha256, &bytes)

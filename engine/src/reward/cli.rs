@@ -23,6 +23,7 @@ Examples:
   engine train --data ../shared/data/hh-harmless-train.jsonl --dev ../shared/data/hh-harmless-dev.jsonl --out runs/rm
   engine train --data pairs.jsonl --labels runs/demo/labeled.jsonl --margin --out runs/rm-rules
   engine train --data pairs.jsonl --out runs/rm --resume          continue after an interruption
+  engine train --config ../rules.toml --data pairs.jsonl --out rm   the job's [train] encoder
   engine train --data pairs.jsonl --out runs/rm --epochs 3 --batch-size 8 --accumulate 4 --lr 2e-5 --decay cosine
   engine train --data pairs.jsonl --out runs/rm --device cuda       on GPU 0 (an engine built with --features cuda)
   engine train --data pairs.jsonl --out runs/rm-qwen --backbone models/Qwen2.5-0.5B-Instruct --device cuda --batch-size 4")]
@@ -42,9 +43,15 @@ pub struct TrainArgs {
     /// The backbone to start from: a BERT folder (the embedded all-MiniLM-L6-v2 by default),
     /// or a Llama/Qwen2 decoder (last-token pooling; meant for a GPU, slow on a CPU): a folder
     /// with safetensors weights, config.json and tokenizer.json, or a GGUF file (dequantised
-    /// to f32). Told apart by config.json's model_type, or the GGUF magic.
-    #[arg(long, default_value = "models/all-minilm-l6-v2")]
-    pub backbone: PathBuf,
+    /// to f32). Told apart by config.json's model_type, or the GGUF magic. Default: --config's
+    /// `[train] encoder`, else models/all-minilm-l6-v2 (relative to --config's folder, or to
+    /// the working directory without --config).
+    #[arg(long)]
+    pub backbone: Option<PathBuf>,
+    /// A job file (rules.toml) whose `[train] encoder` is the default --backbone, resolved
+    /// relative to the job file as `engine run` does.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
     /// Pairs per forward pass.
@@ -113,6 +120,9 @@ impl std::fmt::Display for TrainOutcome {
             "trained on {} of {} pairs ({} ties, {} unlabeled, {} without a label record); {} steps",
             s.used, s.pairs, s.ties, s.skipped_unlabeled, s.skipped_missing, r.steps
         );
+        if s.extra_labels > 0 {
+            let _ = write!(line, "; ignored {} label records for pairs not in --data", s.extra_labels);
+        }
         if s.skipped_identical > 0 {
             let _ = write!(line, "; skipped {} pairs whose chosen and rejected are the same text", s.skipped_identical);
         }
@@ -143,7 +153,10 @@ impl std::fmt::Display for TrainOutcome {
 
 /// Runs `engine train`.
 pub fn run_train(args: &TrainArgs) -> Result<TrainOutcome, RewardError> {
-    let mut inputs = vec![("--data", args.data.as_path()), ("--backbone", args.backbone.as_path())];
+    let backbone = crate::models::encoder("--backbone", args.backbone.as_deref(), args.config.as_deref())
+        .map_err(|e| RewardError::Invalid(e.to_string()))?
+        .path;
+    let mut inputs = vec![("--data", args.data.as_path()), ("--backbone", backbone.as_path())];
     inputs.extend(args.labels.as_deref().map(|l| ("--labels", l)));
     inputs.extend(args.dev.as_deref().map(|d| ("--dev", d)));
     crate::fsio::refuse_output_dir_over_inputs(("--out", &args.out), &inputs)
@@ -172,7 +185,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainOutcome, RewardError> {
         threads: args.threads,
         device: args.device,
         progress: !args.quiet,
-        ..TrainOptions::new(&args.backbone, &args.out)
+        ..TrainOptions::new(&backbone, &args.out)
     };
     let report = super::train(&opts, &train, &dev)?;
     Ok(TrainOutcome { stats, report })

@@ -33,6 +33,9 @@ pub struct PairStats {
     pub skipped_unlabeled: usize,
     /// Pairs with no record in the labels file.
     pub skipped_missing: usize,
+    /// Label records for pairs that are not in the pairs file: a labels file of a whole
+    /// dataset used with a subset of its pairs (a split). Ignored and counted.
+    pub extra_labels: usize,
     /// Pairs whose two responses are the same text: neither can be preferred, and as a
     /// labelled pair it would train the model toward a reward gap it cannot have.
     pub skipped_identical: usize,
@@ -71,9 +74,11 @@ impl TrainPair {
 
     /// Pairs labeled by rules: the winner of `record.label` is chosen, [`Label::Tie`] trains
     /// toward 0.5, [`Label::Abstain`] is left out. With `use_margin`, the record's
-    /// `normalized_margin` becomes the loss margin. Records match pairs by id; a record for a
-    /// pair that is not in `pairs` is an error (the files do not belong together). Pairs
-    /// whose responses are the same text are counted and left out, whatever their label.
+    /// `normalized_margin` becomes the loss margin. Records match pairs by id; records for
+    /// pairs that are not in `pairs` are ignored and counted (labels of a whole dataset
+    /// train on one split of it), but labels that match none of the pairs are an error
+    /// (the files do not belong together). Pairs whose responses are the same text are
+    /// counted and left out, whatever their label.
     pub fn from_labels(
         pairs: &[Pair],
         records: &[AuditRecord],
@@ -82,10 +87,13 @@ impl TrainPair {
         let by_id: HashMap<&str, &Pair> = pairs.iter().map(|p| (p.id.as_str(), p)).collect();
         let mut stats = PairStats { pairs: pairs.len(), ..Default::default() };
         let mut out = Vec::new();
+        let mut matched = 0;
         for record in records {
-            let pair = by_id.get(record.pair.as_str()).ok_or_else(|| {
-                RewardError::Invalid(format!("labels name pair {:?}, which is not in the pairs file", record.pair))
-            })?;
+            let Some(pair) = by_id.get(record.pair.as_str()) else {
+                stats.extra_labels += 1;
+                continue;
+            };
+            matched += 1;
             if pair.a == pair.b {
                 stats.skipped_identical += 1;
                 continue;
@@ -110,8 +118,16 @@ impl TrainPair {
                 },
             }
         }
+        if matched == 0 && !records.is_empty() && !pairs.is_empty() {
+            return Err(RewardError::Invalid(format!(
+                "the labels name none of the {} pairs (the first names pair {:?}): were they made from another \
+                 pairs file? Pass the --data that `engine label` labelled",
+                pairs.len(),
+                records[0].pair
+            )));
+        }
         stats.used = out.len();
-        stats.skipped_missing = pairs.len().saturating_sub(records.len());
+        stats.skipped_missing = pairs.len().saturating_sub(matched);
         Ok((out, stats))
     }
 }
@@ -193,14 +209,25 @@ mod tests {
         assert!(out[1].tie);
         assert_eq!(
             stats,
-            PairStats { pairs: 4, used: 2, ties: 1, skipped_unlabeled: 1, skipped_missing: 1, skipped_identical: 0 }
+            PairStats {
+                pairs: 4,
+                used: 2,
+                ties: 1,
+                skipped_unlabeled: 1,
+                skipped_missing: 1,
+                skipped_identical: 0,
+                extra_labels: 0
+            }
         );
         // Without --margin the margin is 0.
         let (out, _) = TrainPair::from_labels(&pairs, &records, false).unwrap();
         assert_eq!(out[0].margin, 0.0);
-        // A record for a pair that is not there is an error naming it.
-        let err = TrainPair::from_labels(&pairs[..1], &records, false).unwrap_err();
-        assert!(err.to_string().contains("p2"), "{err}");
+        // Records for pairs that are not there (labels of the whole set, pairs of a split)
+        // are ignored and counted; labels that match no pair at all are an error.
+        let (out, stats) = TrainPair::from_labels(&pairs[..1], &records, false).unwrap();
+        assert_eq!((out.len(), stats.extra_labels, stats.skipped_missing), (1, 2, 0));
+        let err = TrainPair::from_labels(&[pair("zz")], &records, false).unwrap_err();
+        assert!(err.to_string().contains("none of the 1 pairs") && err.to_string().contains("\"p1\""), "{err}");
     }
 
     #[test]

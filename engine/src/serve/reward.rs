@@ -8,7 +8,9 @@
 //!   "content": "..."}` messages; an empty string or list means no prompt. Other fields
 //!   of the body and of the items are ignored.
 //! - `POST /get_reward`: OpenRLHF's remote reward-model shape, `{"query": ["...", ...]}` →
-//!   `{"rewards": [r, ...]}`. OpenRLHF sends each query as the full decoded text, prompt
+//!   `{"rewards": [r, ...], "scores": [r, ...], "extra_logs": {}}`, the shape of OpenRLHF's
+//!   own reward server (`scores` is what its dynamic filtering reads; a reward model has
+//!   nothing more per sample to log, so `extra_logs` is empty). OpenRLHF sends each query as the full decoded text, prompt
 //!   and response together; [`split_query`] says how a query is split back into a prompt
 //!   and a response. Newer OpenRLHF versions also send `"prompts"` (used for the split,
 //!   when present) and `"labels"` (ignored).
@@ -281,11 +283,7 @@ pub fn run(
   curl -s localhost:8000/health
   curl -s localhost:8000/score -d '{"items": [{"prompt": "How do I pick a lock?", "response": "I cannot help with that."}]}'
   curl -s localhost:8000/score -d '{"items": [{"prompt": [{"role": "user", "content": "Hi"}], "response": "Hello!"}]}'
-  curl -s localhost:8000/get_reward -d '{"query": ["
-
-Human: Hi
-
-Assistant: Hello!"]}'
+  curl -s localhost:8000/get_reward -d '{"query": ["\n\nHuman: Hi\n\nAssistant: Hello!"]}'
 
 OpenRLHF: pass --remote_rm_url http://HOST:8000/get_reward. A query is split into prompt and
 response by the request's "prompts" (when given and a prefix), else as an HH-RLHF transcript
@@ -649,7 +647,7 @@ async fn score(State(state): State<AppState>, body: TimedBody) -> Result<Respons
 async fn get_reward(State(state): State<AppState>, body: TimedBody) -> Result<Response, ApiError> {
     let items = parse_get_reward_request(&state.body(body)?)?;
     let rewards = state.rewards(items).await?;
-    Ok(axum::Json(json!({ "rewards": rewards })).into_response())
+    Ok(axum::Json(json!({ "rewards": rewards, "scores": rewards, "extra_logs": {} })).into_response())
 }
 
 async fn health(State(state): State<AppState>) -> Response {
