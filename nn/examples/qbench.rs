@@ -5,6 +5,7 @@
 //! `cargo run -p engine-nn --release --example qbench -- [threads]` prints GOP/s
 //! (2·m·rows·cols per second, median of several runs; activation quantisation included).
 //! Runs that would take more than about 2 GOP on the portable or f32 paths are skipped.
+//! `QBENCH_FORMATS=Q4K,Q6K` limits the formats, `QBENCH_FAST=1` measures only the best path.
 
 use std::time::{Duration, Instant};
 
@@ -87,7 +88,12 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
 fn main() {
     let threads = std::env::args().nth(1).map_or(0, |s| s.parse().expect("threads: a number"));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-    let paths = Isa::available();
+    let fast = std::env::var("QBENCH_FAST").is_ok_and(|v| v == "1");
+    let formats: Vec<BlockFormat> = match std::env::var("QBENCH_FORMATS") {
+        Ok(list) => BlockFormat::ALL.into_iter().filter(|f| list.split(',').any(|n| n == format!("{f:?}"))).collect(),
+        Err(_) => BlockFormat::ALL.to_vec(),
+    };
+    let paths = if fast { vec![Isa::best()] } else { Isa::available() };
     println!(
         "threads {}, paths {paths:?}, best {:?}; GOP/s = 2·m·rows·cols / s",
         pool.current_num_threads(),
@@ -104,7 +110,13 @@ fn main() {
     );
     let mut rng = Rng(0x5eed);
     pool.install(|| {
-        for format in BlockFormat::ALL {
+        let w = random_matrix(&mut rng, BlockFormat::Q4K, 256, 1536);
+        for m in TOKENS {
+            let x: Vec<f32> = (0..m * 1536).map(|_| rng.unit()).collect();
+            let secs = median_secs(|| drop(w.quantize_activations(&x, m)));
+            println!("Q8_K quantisation 1536 cols, m {m:>3}: {:.1} µs", secs * 1e6);
+        }
+        for format in formats {
             for (rows, cols) in SHAPES {
                 let w = random_matrix(&mut rng, format, rows, cols);
                 let wf = w.dequantize();
@@ -113,7 +125,7 @@ fn main() {
                     let mut out = vec![0.0; m * rows];
                     let ops = 2.0 * (m * rows * cols) as f64;
                     let gops = |secs: f64| format!("{:.1}", ops / secs / 1e9);
-                    let slow = ops > SLOW_LIMIT;
+                    let slow = fast || ops > SLOW_LIMIT;
                     let reference = if slow {
                         "-".to_string()
                     } else {

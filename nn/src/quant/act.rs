@@ -226,22 +226,23 @@ fn quantize_q8_0(x: &[f32], qs: &mut [i8]) -> (f32, i32) {
 /// magnitude *with its sign* (`iscale = −127 / max`, so `d = 1 / iscale` may be negative),
 /// values are rounded to nearest-even (ggml's `nearest_int`) and capped at 127. Returns `d`.
 fn quantize_q8_k(x: &[f32], qs: &mut [i8]) -> f32 {
-    let (mut max, mut amax) = (0.0f32, 0.0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    // ggml keeps the first value whose magnitude is strictly larger than all before it: the
+    // first value of largest magnitude (NaNs never compare larger). Written as two passes so
+    // that both vectorise.
+    let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     if amax == 0.0 {
         qs.fill(0);
         return 0.0;
     }
+    let max = *x.iter().find(|v| v.abs() == amax).expect("amax is one of the magnitudes");
     let iscale = -127.0 / max;
     for (q, &v) in qs.iter_mut().zip(x) {
-        // `round_ties_even` is ggml's `nearest_int` (the 1.5·2^23 trick) for |v| < 2^22;
-        // the clamp's lower bound only matters for non-finite products (see quantize_q8_0).
-        *q = (iscale * v).round_ties_even().clamp(-127.0, 127.0) as i8;
+        // Clamping before rounding changes nothing (±127 are integers), and within ±127 adding
+        // and subtracting 1.5·2^23 rounds to nearest-even exactly as `round_ties_even` (ggml's
+        // `nearest_int`), without a libm call; non-finite products (see quantize_q8_0) clamp
+        // to ±127 or stay NaN, which casts to 0 as before.
+        let p = (iscale * v).clamp(-127.0, 127.0);
+        *q = ((p + 12_582_912.0) - 12_582_912.0) as i32 as i8;
     }
     1.0 / iscale
 }
@@ -274,6 +275,56 @@ mod tests {
         assert_eq!(acts.d[0], -2.0);
         assert_eq!(&acts.qs[..3], &[-127, -2, 2]);
         assert_eq!(&acts.bsums[..2], &[-127, 0]); // −0.5 rounds to −0
+    }
+
+    /// ggml's `quantize_row_q8_K_ref` written the straightforward way.
+    fn reference_q8_k(x: &[f32], qs: &mut [i8]) -> f32 {
+        let (mut max, mut amax) = (0.0f32, 0.0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            qs.fill(0);
+            return 0.0;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in qs.iter_mut().zip(x) {
+            *q = (iscale * v).round_ties_even().clamp(-127.0, 127.0) as i8;
+        }
+        1.0 / iscale
+    }
+
+    #[test]
+    fn q8_k_matches_the_reference_bit_for_bit() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let specials = [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, f32::INFINITY, f32::NAN, 1e-38, -1e-40, 127.0, -254.0];
+        for case in 0..2000 {
+            let x: Vec<f32> = (0..256)
+                .map(|i| match (case + i) % 5 {
+                    0 => specials[(next() % specials.len() as u64) as usize],
+                    // Integers and halves against a max of ±127 or ±254 make many exact ties.
+                    1 => (next() % 509) as f32 * 0.5 - 127.0,
+                    _ => {
+                        f32::from_bits(next() as u32 & 0x807f_ffff | 0x3f00_0000)
+                            * if case % 7 == 0 { 1e-39 } else { 3.0 }
+                    }
+                })
+                .map(|v| if case % 3 == 0 && v.is_nan() { 1.0 } else { v })
+                .collect();
+            let (mut a, mut b) = ([0i8; 256], [0i8; 256]);
+            let (da, db) = (quantize_q8_k(&x, &mut a), reference_q8_k(&x, &mut b));
+            assert_eq!(da.to_bits(), db.to_bits(), "case {case}");
+            assert_eq!(a, b, "case {case}");
+        }
     }
 
     #[test]
