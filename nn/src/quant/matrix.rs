@@ -1,13 +1,15 @@
 //! [`QMatrix`]: a quantised weight matrix and its parallel `x · Wᵀ`.
 //!
-//! Work is split over rayon by tiles of weight rows. Within a tile, each activation group
-//! (four tokens) is run against each row with a kernel that unpacks every weight block once
-//! and applies it to the four tokens. A result depends only on its weight row and its token,
+//! Work is split over rayon by tiles of weight rows, each writing its columns of `out` in
+//! place. Within a tile, each activation group (four tokens) is run against the rows two at
+//! a time, with a kernel that unpacks every weight block once and applies it to the four
+//! tokens (and, where the path has a two-row kernel, shares each activation load between
+//! the two rows). A result depends only on its weight row and its token,
 //! never on the tile, the group it shared or the thread: see `portable.rs` for the order.
 
 use rayon::prelude::*;
 
-use super::act::{ActFormat, GROUP, QuantizedActivations};
+use super::act::{ActFormat, GROUP, Group, QuantizedActivations};
 use super::format::{BlockFormat, dequantize_row};
 use super::{Isa, QuantError, portable};
 
@@ -147,34 +149,54 @@ impl QMatrix {
             return;
         }
         // Tiles of rows small enough to balance the threads, large enough that a tile's
-        // weights are read from cache for every token group after the first.
+        // weights are read from cache for every token group after the first; even, so that the
+        // kernels can take rows in pairs.
         let threads = rayon::current_num_threads();
-        let tile = (self.rows / (threads * 8)).clamp(4, 64);
+        let tile = (self.rows / (threads * 8)).clamp(4, 64).next_multiple_of(2);
         let groups = m.div_ceil(GROUP);
-        // Results by row (`rows × m`), transposed into `out` afterwards.
-        let mut by_row = vec![0.0f32; self.rows * m];
-        by_row.par_chunks_mut(tile * m).enumerate().for_each(|(i, chunk)| {
+        // Each tile gets its columns of every output row, written in place.
+        let mut tiles: Vec<Vec<&mut [f32]>> = (0..self.rows.div_ceil(tile)).map(|_| Vec::with_capacity(m)).collect();
+        for token in out.chunks_exact_mut(self.rows) {
+            for (segments, segment) in tiles.iter_mut().zip(token.chunks_mut(tile)) {
+                segments.push(segment);
+            }
+        }
+        tiles.into_par_iter().enumerate().for_each(|(i, mut segments)| {
             let first = i * tile;
+            let len = segments[0].len();
             for g in 0..groups {
                 let group = acts.group(g);
                 let nt = GROUP.min(m - g * GROUP);
-                for (r, res) in chunk.chunks_exact_mut(m).enumerate() {
-                    let w = self.row_bytes(first + r);
-                    let lanes = match isa {
-                        Isa::Portable => portable::row_group(self.format, w, group, nt),
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx2 | Isa::Avx512Vnni => super::x86::row_group(isa, self.format, w, group, nt),
-                        #[cfg(not(target_arch = "x86_64"))]
-                        Isa::Avx2 | Isa::Avx512Vnni => unreachable!("x86 paths are never available here"),
-                    };
-                    res[g * GROUP..g * GROUP + nt].copy_from_slice(&lanes[..nt]);
+                let tokens = &mut segments[g * GROUP..g * GROUP + nt];
+                let mut r = 0;
+                while r < len {
+                    let pair = r + 1 < len;
+                    let w0 = self.row_bytes(first + r);
+                    let w1 = if pair { self.row_bytes(first + r + 1) } else { w0 };
+                    let lanes = self.kernel(isa, w0, w1, pair, group, nt);
+                    for (t, token) in tokens.iter_mut().enumerate() {
+                        token[r] = lanes[0][t];
+                        if pair {
+                            token[r + 1] = lanes[1][t];
+                        }
+                    }
+                    r += 2;
                 }
             }
         });
-        for (r, res) in by_row.chunks_exact(m).enumerate() {
-            for (t, &v) in res.iter().enumerate() {
-                out[t * self.rows + r] = v;
+    }
+
+    /// Rows `w0` and, if `pair`, `w1` against the first `nt` tokens of `group`.
+    fn kernel(&self, isa: Isa, w0: &[u8], w1: &[u8], pair: bool, group: Group<'_>, nt: usize) -> [[f32; GROUP]; 2] {
+        match isa {
+            Isa::Portable => {
+                let second = if pair { portable::row_group(self.format, w1, group, nt) } else { [0.0; GROUP] };
+                [portable::row_group(self.format, w0, group, nt), second]
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512Vnni => super::x86::rows_group(isa, self.format, [w0, w1], pair, group, nt),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 | Isa::Avx512Vnni => unreachable!("x86 paths are never available here"),
         }
     }
 }

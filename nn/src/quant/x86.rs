@@ -83,6 +83,40 @@ pub(crate) fn row_group(isa: Isa, format: BlockFormat, w: &[u8], g: Group<'_>, n
     }
 }
 
+/// Rows `w[0]` and, if `pair`, `w[1]` against the first `nt` (1..=4) tokens of `g` with a
+/// SIMD path: the AVX-512 K-quant kernels take both rows at once (each activation load feeds
+/// both), the others run [`row_group`] per row. Each output's f32 steps are the same either way.
+///
+/// # Panics
+/// If `isa` is not a SIMD path this CPU supports.
+pub(crate) fn rows_group(
+    isa: Isa,
+    format: BlockFormat,
+    w: [&[u8]; 2],
+    pair: bool,
+    g: Group<'_>,
+    nt: usize,
+) -> [[f32; GROUP]; 2] {
+    if pair && isa == Isa::Avx512Vnni && matches!(format, BlockFormat::Q4K | BlockFormat::Q6K) {
+        assert!(has_avx512_vnni(), "this CPU lacks AVX-512 VNNI");
+        /// Calls `avx512::$kernel::<nt>`.
+        macro_rules! by_tokens {
+            ($kernel:ident) => {
+                match nt {
+                    1 => avx512::$kernel::<1>(w, g),
+                    2 => avx512::$kernel::<2>(w, g),
+                    3 => avx512::$kernel::<3>(w, g),
+                    _ => avx512::$kernel::<4>(w, g),
+                }
+            };
+        }
+        // SAFETY: the CPU has every feature the `avx512` kernels enable.
+        return unsafe { if format == BlockFormat::Q4K { by_tokens!(q4k_pair) } else { by_tokens!(q6k_pair) } };
+    }
+    let second = if pair { row_group(isa, format, w[1], g, nt) } else { [0.0; GROUP] };
+    [row_group(isa, format, w[0], g, nt), second]
+}
+
 /// Loads 32 bytes from the start of `s`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
@@ -164,6 +198,43 @@ fn hsum4(v: [__m256i; 4]) -> __m128i {
     let b = _mm256_hadd_epi32(v[2], v[3]);
     let c = _mm256_hadd_epi32(a, b);
     _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256::<1>(c))
+}
+
+/// `[Σ v[0], …, Σ v[7]]` over the eight i32 lanes of each vector.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn hsum8(v: [__m256i; 8]) -> __m256i {
+    let low = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    let high = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(low, high), _mm256_permute2x128_si256::<0x31>(low, high))
+}
+
+/// The f16 at `at` in `blocks[0]` in lanes 0..4 and in `blocks[1]` in lanes 4..8, converted
+/// exactly (F16C).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn f16_pair(blocks: [&[u8]; 2], at: usize) -> __m256 {
+    let a = u16::from_le_bytes([blocks[0][at], blocks[0][at + 1]]) as i16;
+    let b = u16::from_le_bytes([blocks[1][at], blocks[1][at + 1]]) as i16;
+    _mm256_cvtph_ps(_mm_setr_epi16(a, a, a, a, b, b, b, b))
+}
+
+/// The four f32 at the start of `s` in both halves.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn f32x4_twice(s: &[f32]) -> __m256 {
+    let v = load_f32x4(s);
+    _mm256_set_m128(v, v)
+}
+
+/// Lanes 0..4 and 4..8 of `v`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn store_f32x4x2(v: __m256) -> [[f32; GROUP]; 2] {
+    let mut out = [0.0f32; 8];
+    // SAFETY: `out` is 32 writable bytes; the store is unaligned.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    [[out[0], out[1], out[2], out[3]], [out[4], out[5], out[6], out[7]]]
 }
 
 /// The 32 nibbles of a Q4_0/Q4_1 `qs[16]` as bytes, in value order (low nibbles first).
@@ -477,6 +548,113 @@ mod avx512 {
             acc = _mm_add_ps(acc, block_sum);
         }
         store_f32x4(acc)
+    }
+
+    /// [`q4k`] for two rows at once: lanes `4r + t` of the f32 vectors are row `r`, token `t`,
+    /// with the same f32 steps as [`q4k`].
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn q4k_pair<const T: usize>(w: [&[u8]; 2], g: Group<'_>) -> [[f32; GROUP]; 2] {
+        let mask = _mm512_set1_epi8(0x0f);
+        let nibble_shift = halves_i16(0, 4);
+        let spread: [__m512i; 4] = std::array::from_fn(|c| i16x32(std::array::from_fn(|i| (2 * c + i / 16) as i16)));
+        let mut acc = _mm256_setzero_ps();
+        let blocks = w[0].chunks_exact(144).zip(w[1].chunks_exact(144)).zip(g.qs.chunks_exact(GROUP * 256));
+        for ((((b0, b1), ys), dx), bsums) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.bsums.chunks_exact(GROUP * 16)) {
+            let blocks = [b0, b1];
+            let mut scales_mins = [_mm_setzero_si128(); 2];
+            let mut sc = [_mm512_setzero_si512(); 2];
+            for r in 0..2 {
+                scales_mins[r] = q4k_scales_mins_x86(blocks[r]);
+                sc[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins[r]));
+            }
+            let mut sums = [[_mm512_setzero_si512(); GROUP]; 2];
+            for (c, &idx) in spread.iter().enumerate() {
+                let mut q = [_mm512_setzero_si512(); 2];
+                let mut scale = [_mm512_setzero_si512(); 2];
+                for r in 0..2 {
+                    let raw = _mm512_broadcast_i64x4(load_u8(&blocks[r][16 + 32 * c..]));
+                    q[r] = _mm512_and_si512(_mm512_srlv_epi16(raw, nibble_shift), mask);
+                    scale[r] = _mm512_permutexvar_epi16(idx, sc[r]);
+                }
+                for t in 0..T {
+                    let y = load512_i8(&ys[256 * t + 64 * c..]);
+                    for r in 0..2 {
+                        sums[r][t] = _mm512_dpwssd_epi32(sums[r][t], _mm512_maddubs_epi16(q[r], y), scale[r]);
+                    }
+                }
+            }
+            let mut folded = [_mm256_setzero_si256(); 8];
+            let mut msums = [_mm256_setzero_si256(); 8];
+            for t in 0..T {
+                let bs = load_i16(&bsums[16 * t..]);
+                for r in 0..2 {
+                    folded[4 * r + t] = fold(sums[r][t]);
+                    msums[4 * r + t] = _mm256_madd_epi16(q4k_mins_x16(scales_mins[r]), bs);
+                }
+            }
+            let dx = f32x4_twice(dx);
+            let dd = _mm256_mul_ps(f16_pair(blocks, 0), dx);
+            let dm = _mm256_mul_ps(f16_pair(blocks, 2), dx);
+            let block_sum = _mm256_sub_ps(
+                _mm256_mul_ps(dd, _mm256_cvtepi32_ps(hsum8(folded))),
+                _mm256_mul_ps(dm, _mm256_cvtepi32_ps(hsum8(msums))),
+            );
+            acc = _mm256_add_ps(acc, block_sum);
+        }
+        store_f32x4x2(acc)
+    }
+
+    /// [`q6k`] for two rows at once: lanes `4r + t` of the f32 vectors are row `r`, token `t`,
+    /// with the same f32 steps as [`q6k`].
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn q6k_pair<const T: usize>(w: [&[u8]; 2], g: Group<'_>) -> [[f32; GROUP]; 2] {
+        let (m4, m2) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x03));
+        let qh_shift = halves_i16(0, 2);
+        let spread: [__m512i; 4] = std::array::from_fn(|k| i16x32(std::array::from_fn(|i| (4 * k + i / 8) as i16)));
+        let mut acc = _mm256_setzero_ps();
+        let blocks = w[0].chunks_exact(210).zip(w[1].chunks_exact(210)).zip(g.qs.chunks_exact(GROUP * 256));
+        for ((((b0, b1), ys), dx), bsums) in blocks.zip(g.d.chunks_exact(GROUP)).zip(g.bsums.chunks_exact(GROUP * 16)) {
+            let blocks = [b0, b1];
+            let mut scales16 = [_mm256_setzero_si256(); 2];
+            let mut scales = [[_mm512_setzero_si512(); 4]; 2];
+            for r in 0..2 {
+                scales16[r] = _mm256_cvtepi8_epi16(load128_u8(&blocks[r][192..208]));
+                for k in 0..4 {
+                    scales[r][k] = _mm512_permutexvar_epi16(spread[k], _mm512_castsi256_si512(scales16[r]));
+                }
+            }
+            let mut sums = [[_mm512_setzero_si512(); GROUP]; 2];
+            for h in 0..2 {
+                let mut q = [[_mm512_setzero_si512(); 2]; 2];
+                for r in 0..2 {
+                    let ql = load512_u8(&blocks[r][64 * h..64 * h + 64]);
+                    let qh = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load_u8(&blocks[r][128 + 32 * h..])), qh_shift);
+                    let high0 = _mm512_slli_epi16::<4>(_mm512_and_si512(qh, m2));
+                    let high1 = _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh), m2));
+                    q[r][0] = _mm512_or_si512(_mm512_and_si512(ql, m4), high0);
+                    q[r][1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4), high1);
+                }
+                for t in 0..T {
+                    let y = &ys[256 * t + 128 * h..];
+                    let (y0, y1) = (load512_i8(y), load512_i8(&y[64..]));
+                    for r in 0..2 {
+                        let s = _mm512_dpwssd_epi32(sums[r][t], _mm512_maddubs_epi16(q[r][0], y0), scales[r][2 * h]);
+                        sums[r][t] = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[r][1], y1), scales[r][2 * h + 1]);
+                    }
+                }
+            }
+            let mut folded = [_mm256_setzero_si256(); 8];
+            for t in 0..T {
+                let bs = load_i16(&bsums[16 * t..]);
+                for r in 0..2 {
+                    let offset = _mm256_madd_epi16(scales16[r], bs);
+                    folded[4 * r + t] = _mm256_sub_epi32(fold(sums[r][t]), _mm256_slli_epi32::<5>(offset));
+                }
+            }
+            let dd = _mm256_mul_ps(f16_pair(blocks, 208), f32x4_twice(dx));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(hsum8(folded))));
+        }
+        store_f32x4x2(acc)
     }
 
     /// Q6_K × Q8_K for `T` tokens, 64 values per instruction: same integers and f32 steps as
