@@ -564,7 +564,7 @@ fn int8_ratings_are_identical_for_any_thread_count() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             judge.clear_cache();
-            let many = judge.ask_many(&s, &QUESTIONS[..4]);
+            let many = judge.ask_many(&s, QUESTIONS);
             let full = judge.ask_uncached(&s, QUESTIONS[0]).unwrap();
             (many.into_iter().map(Result::unwrap).collect::<Vec<_>>(), full)
         })

@@ -45,8 +45,9 @@ pub enum Precision {
     /// ratings on CPU, somewhat slower prefill (see [`AUTO_F32_MAX_PARAMS`]).
     Quantized,
     /// Keep a GGUF's quantised matrices and multiply them with int8 activations, as llama.cpp
-    /// does (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; other formats as `Quantized`): ratings within
-    /// llama.cpp's distance of the f32 ones, much faster on a CPU (BENCHMARKS.md).
+    /// does (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; other formats, and the output layer, as
+    /// `Quantized`): ratings within llama.cpp's distance of the f32 ones (`tests/judge.rs`),
+    /// speed in BENCHMARKS.md.
     Int8,
 }
 

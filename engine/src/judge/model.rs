@@ -757,10 +757,16 @@ fn build(
         _ => Embedding::Dense(src.dense(names.embed, device)?),
     };
     let norm = src.dense(names.norm, device)?;
+    // Under `int8` the output layer still multiplies in f32 (dequantised tiles): its
+    // product is the logits that P(yes) − P(no) is read from, so rounding the last hidden
+    // state to 8 bits would add its error straight to the answer. It runs once per answer
+    // position, a small share of the work.
+    let head_precision = if precision == WeightPrecision::Int8 { WeightPrecision::Quantized } else { precision };
     let lm_head = if !plan.tied {
-        src.matrix(names.lm_head, precision, device)?
+        src.matrix(names.lm_head, head_precision, device)?
     } else {
         match (embed_matrix, &embed) {
+            (Some(_), _) if precision == WeightPrecision::Int8 => src.matrix(names.embed, head_precision, device)?,
             (Some(m), _) => m,
             (None, Embedding::Dense(t)) if precision == WeightPrecision::F32 => {
                 Matrix::Candle(QMatMul::Tensor(t.clone()))
