@@ -504,6 +504,28 @@ mod avx512 {
         _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
     }
 
+    /// `[Σ v[0], …, Σ v[7]]` over the sixteen i32 lanes of each vector, by transposing adds
+    /// (integer sums are exact, so the order is free); replaces eight folds and an [`hsum8`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn hsum8x16(v: [__m512i; 8]) -> __m256i {
+        // Per 128-bit lane: [a, b, a, b] partials of v[2k], v[2k + 1].
+        let p: [__m512i; 4] = std::array::from_fn(|k| {
+            let (a, b) = (v[2 * k], v[2 * k + 1]);
+            _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+        });
+        // Per 128-bit lane: partials of v[0..4] (`q0`) and v[4..8] (`q1`).
+        let q0 = _mm512_add_epi32(_mm512_unpacklo_epi64(p[0], p[1]), _mm512_unpackhi_epi64(p[0], p[1]));
+        let q1 = _mm512_add_epi32(_mm512_unpacklo_epi64(p[2], p[3]), _mm512_unpackhi_epi64(p[2], p[3]));
+        // [q0.0 + q0.1, q0.2 + q0.3, q1.0 + q1.1, q1.2 + q1.3] (128-bit lanes).
+        let s = _mm512_add_epi32(
+            _mm512_shuffle_i64x2::<0b10_00_10_00>(q0, q1),
+            _mm512_shuffle_i64x2::<0b11_01_11_01>(q0, q1),
+        );
+        let t = _mm512_add_epi32(s, _mm512_shuffle_i64x2::<0b10_11_00_01>(s, s));
+        _mm512_castsi512_si256(_mm512_shuffle_i64x2::<0b00_00_10_00>(t, t))
+    }
+
     /// Q4_K × Q8_K for `T` tokens, 64 values per instruction: same integers and f32 steps as
     /// the 256-bit kernel.
     #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -583,12 +605,12 @@ mod avx512 {
                     }
                 }
             }
-            let mut folded = [_mm256_setzero_si256(); 8];
+            let mut whole = [_mm512_setzero_si512(); 8];
             let mut msums = [_mm256_setzero_si256(); 8];
             for t in 0..T {
                 let bs = load_i16(&bsums[16 * t..]);
                 for r in 0..2 {
-                    folded[4 * r + t] = fold(sums[r][t]);
+                    whole[4 * r + t] = sums[r][t];
                     msums[4 * r + t] = _mm256_madd_epi16(q4k_mins_x16(scales_mins[r]), bs);
                 }
             }
@@ -596,7 +618,7 @@ mod avx512 {
             let dd = _mm256_mul_ps(f16_pair(blocks, 0), dx);
             let dm = _mm256_mul_ps(f16_pair(blocks, 2), dx);
             let block_sum = _mm256_sub_ps(
-                _mm256_mul_ps(dd, _mm256_cvtepi32_ps(hsum8(folded))),
+                _mm256_mul_ps(dd, _mm256_cvtepi32_ps(hsum8x16(whole))),
                 _mm256_mul_ps(dm, _mm256_cvtepi32_ps(hsum8(msums))),
             );
             acc = _mm256_add_ps(acc, block_sum);
@@ -643,16 +665,16 @@ mod avx512 {
                     }
                 }
             }
-            let mut folded = [_mm256_setzero_si256(); 8];
+            let mut whole = [_mm512_setzero_si512(); 8];
             for t in 0..T {
                 let bs = load_i16(&bsums[16 * t..]);
                 for r in 0..2 {
-                    let offset = _mm256_madd_epi16(scales16[r], bs);
-                    folded[4 * r + t] = _mm256_sub_epi32(fold(sums[r][t]), _mm256_slli_epi32::<5>(offset));
+                    let offset = _mm512_zextsi256_si512(_mm256_slli_epi32::<5>(_mm256_madd_epi16(scales16[r], bs)));
+                    whole[4 * r + t] = _mm512_sub_epi32(sums[r][t], offset);
                 }
             }
             let dd = _mm256_mul_ps(f16_pair(blocks, 208), f32x4_twice(dx));
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(hsum8(folded))));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(hsum8x16(whole))));
         }
         store_f32x4x2(acc)
     }
