@@ -38,7 +38,7 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
   "$ENGINE" train --data "$DATA" --out "$MODEL" --epochs 1 --quiet >&2
 fi
 
-work=$(mktemp -d)
+work=$(mktemp -d "$PWD/$OUTDIR/work.XXXXXX")  # not /tmp: shared machines clean it
 PIDS=()
 cleanup() {
   for pid in ${PIDS[@]+"${PIDS[@]}"}; do kill "$pid" 2>/dev/null || true; done
