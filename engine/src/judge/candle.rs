@@ -21,22 +21,21 @@ use super::tokenizer::TokenizerSource;
 use super::{Judge, JudgeError, JudgeLoadError, JudgeStats, JudgeTokenizer, Judgement};
 use crate::data::Sample;
 
-/// Models with at most this many weights are dequantised to f32 by [`Precision::Auto`].
+/// Models with at most this many weights are dequantised to f32 by [`Precision::Auto`];
+/// larger ones keep their GGUF blocks and run the integer kernels ([`Precision::Int8`]).
 ///
-/// On CPU both ways multiply in f32 (kept-quantised weights are dequantised a tile at a time
-/// inside each product, `quantized.rs`), so they give the same ratings to f32 rounding.
-/// Kept-quantised weights are dequantised again in every product, so f32 is faster:
-/// on SmolLM2-135M Q4_1, 2 threads, 1.20× on whole prompts and 1.37× on the batched question
-/// continuations scoring runs, which put fewer tokens through each product
-/// (`scripts/bench_judge_precision.sh`, BENCHMARKS.md). f32 costs 4 bytes per weight: one
-/// billion weights is 4 GiB, a fair ceiling for a judge that shares a worker with the
-/// scorer. Above it the weights stay quantised (Q4_1: 0.625 bytes per weight).
+/// On small models f32 is the faster of the three ways to hold the weights (the products
+/// are small and gemm's f32 kernels win), and costs 4 bytes per weight: one billion weights
+/// is 4 GiB, a fair ceiling for a judge that shares a worker with the scorer. Above it, int8
+/// keeps the file's ~0.6 bytes per weight and is the faster of the two quantised ways. The
+/// measurements behind both choices are in BENCHMARKS.md (`scripts/bench_judge_precision.sh`,
+/// `scripts/bench_judge.sh --model qwen1.5b`).
 pub const AUTO_F32_MAX_PARAMS: usize = 1_000_000_000;
 
 /// How the weights are held; see [`AUTO_F32_MAX_PARAMS`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
-    /// f32 up to [`AUTO_F32_MAX_PARAMS`] weights, kept quantised above (GGUF only).
+    /// f32 up to [`AUTO_F32_MAX_PARAMS`] weights, int8 above (GGUF only).
     #[default]
     Auto,
     /// Dequantise everything to f32 at load.
