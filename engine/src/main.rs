@@ -499,6 +499,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Adapter {
             command: AdapterCommand::Train { scores, pairs, out, encoder, config, k, lambda, epochs, holdout, seed },
         } => {
+            // An --out over an input is named before a missing model (train_files checks the
+            // encoder folder too, once it is known).
+            engine::fsio::refuse_output_dir_over_inputs(
+                ("--out", &out),
+                &[("--scores", scores.as_path()), ("--pairs", pairs.as_path())],
+            )?;
             let encoder = engine::models::encoder("--encoder", encoder.as_deref(), config.as_deref())?.path;
             let files = engine::adapter::TrainFiles { scores, pairs, encoder, out: out.clone() };
             let defaults = engine::adapter::TrainOptions::default();

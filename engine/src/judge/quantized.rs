@@ -98,19 +98,11 @@ impl CustomOp1 for QuantizedMatrix {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let values = f32_slice(storage, "quantized matmul input")?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("quantized matmul: the input must be contiguous");
-        };
-        let dims = layout.dims();
-        let (&k, lead) =
-            dims.split_last().ok_or_else(|| candle_core::Error::Msg("quantized matmul: scalar input".into()))?;
-        if k != self.in_dim {
-            candle_core::bail!("quantized matmul: input has {k} columns, the weights {}", self.in_dim);
-        }
+        let (values, lead) = matmul_input(storage, layout, self.in_dim, "quantized matmul")?;
+        let k = self.in_dim;
         let m: usize = lead.iter().product();
         let n = self.out_dim;
-        let x = Mat::dense(&values[start..end], m, k);
+        let x = Mat::dense(values, m, k);
         // Each tile of W's rows gives the same rows of (x · Wᵀ)ᵀ = W · xᵀ: contiguous chunks
         // of an (n, m) buffer, one rayon task each, no shared writes.
         let mut transposed = vec![0f32; n * m];
@@ -200,23 +192,34 @@ impl CustomOp1 for Int8Matrix {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let values = f32_slice(storage, "int8 matmul input")?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("int8 matmul: the input must be contiguous");
-        };
-        let dims = layout.dims();
-        let (&k, lead) =
-            dims.split_last().ok_or_else(|| candle_core::Error::Msg("int8 matmul: scalar input".into()))?;
-        if k != self.inner.cols() {
-            candle_core::bail!("int8 matmul: input has {k} columns, the weights {}", self.inner.cols());
-        }
+        let (values, lead) = matmul_input(storage, layout, self.inner.cols(), "int8 matmul")?;
         let m: usize = lead.iter().product();
         let mut out = vec![0f32; m * self.inner.rows()];
-        self.inner.matmul(&values[start..end], m, &mut out);
+        self.inner.matmul(values, m, &mut out);
         let mut shape = lead.to_vec();
         shape.push(self.inner.rows());
         Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
+}
+
+/// The contiguous f32 input of a product with `in_dim`-column weights: its values and its
+/// leading dimensions (all but the last, which must be `in_dim`).
+fn matmul_input<'a>(
+    storage: &'a CpuStorage,
+    layout: &'a Layout,
+    in_dim: usize,
+    what: &str,
+) -> Result<(&'a [f32], &'a [usize])> {
+    let values = f32_slice(storage, what)?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{what}: the input must be contiguous");
+    };
+    let (&k, lead) =
+        layout.dims().split_last().ok_or_else(|| candle_core::Error::Msg(format!("{what}: scalar input")))?;
+    if k != in_dim {
+        candle_core::bail!("{what}: input has {k} columns, the weights {in_dim}");
+    }
+    Ok((&values[start..end], lead))
 }
 
 /// The `(cols, rows)` transpose of the row-major `(rows, cols)` matrix `a`, in 32 × 32

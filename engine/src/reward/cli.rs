@@ -153,13 +153,17 @@ impl std::fmt::Display for TrainOutcome {
 
 /// Runs `engine train`.
 pub fn run_train(args: &TrainArgs) -> Result<TrainOutcome, RewardError> {
-    let backbone = crate::models::encoder("--backbone", args.backbone.as_deref(), args.config.as_deref())
-        .map_err(|e| RewardError::Invalid(e.to_string()))?
-        .path;
-    let mut inputs = vec![("--data", args.data.as_path()), ("--backbone", backbone.as_path())];
+    // An --out over an input is refused before the model is looked up: it is the mistake to
+    // name first, whatever else is missing.
+    let mut inputs = vec![("--data", args.data.as_path())];
     inputs.extend(args.labels.as_deref().map(|l| ("--labels", l)));
     inputs.extend(args.dev.as_deref().map(|d| ("--dev", d)));
     crate::fsio::refuse_output_dir_over_inputs(("--out", &args.out), &inputs)
+        .map_err(|e| RewardError::Invalid(e.to_string()))?;
+    let backbone = crate::models::encoder("--backbone", args.backbone.as_deref(), args.config.as_deref())
+        .map_err(|e| RewardError::Invalid(e.to_string()))?
+        .path;
+    crate::fsio::refuse_output_dir_over_inputs(("--out", &args.out), &[("--backbone", backbone.as_path())])
         .map_err(|e| RewardError::Invalid(e.to_string()))?;
     let (train, stats) = load_train_pairs(&args.data, args.labels.as_deref(), args.margin)?;
     let dev = match &args.dev {
