@@ -106,6 +106,9 @@ if [ "${PERF:-1}" != 0 ] && command -v perf > /dev/null; then
     fi
   done
 fi
+# leak check: the heaviest cells once more; RSS should plateau, not grow with the request count
+python3 scripts/load_serve.py client --url "$URL" --data "$DATA" --requests "$N" --cell-seconds "$CELL_SECONDS" \
+  --cells 1x32,32x32 --label "leak pass" --pid "$ENGINE_PID" --out "$work/leak.json"
 stop_server "$ENGINE_PID"
 start_server engine0 env RAYON_NUM_THREADS="$THREADS" "$ENGINE" serve --model "$MODEL" --addr 127.0.0.1:0 --max-wait-ms 0
 python3 scripts/load_serve.py phases --url "$URL" --data "$DATA" --n 10 > "$work/phases0.json"
@@ -134,5 +137,14 @@ for name, path in zip(["engine serve (--max-wait-ms 5, default)", "engine serve 
     per_item = (d["score_32"] - d["score_1"]) / 31
     print(f"  {name:40s} health {d['health']:6.2f}  score_1 {d['score_1']:7.2f}  score_32 {d['score_32']:7.2f}"
           f"  -> {per_item:5.2f} ms per extra item, {d['score_1'] - per_item:6.2f} ms fixed per request")
+PY
+python3 - "$work/ours.json" "$work/leak.json" "$work"/perf-*.json <<'PY'
+import json, sys
+a, b, *perf = (json.load(open(p)) for p in sys.argv[1:])
+n1 = sum(c["requests"] + c["errors"] for c in a["cells"])
+n2 = n1 + sum(c["requests"] + c["errors"] for d in [b] + perf for c in d["cells"])
+print(f"\nengine serve RSS: {a['rss_warm_kb']/1024:.1f} MiB after warm-up, {a['rss_after_kb']/1024:.1f} MiB after the six cells"
+      f" ({n1} requests), {b['rss_after_kb']/1024:.1f} MiB after the perf runs and a second 1x32 + 32x32 pass"
+      f" ({n2} requests in all, plus warm-ups); peak {b['rss_peak_kb']/1024:.1f} MiB")
 PY
 if [ -n "$PERF_TXT" ]; then echo; printf '%s' "$PERF_TXT"; fi
