@@ -126,7 +126,6 @@ impl Matrix {
 enum Embedding {
     Dense(Tensor),
     Quantized(Arc<QuantizedMatrix>),
-    Int8(Arc<Int8Matrix>),
 }
 
 impl Embedding {
@@ -135,7 +134,6 @@ impl Embedding {
         let rows = match self {
             Embedding::Dense(t) => t.index_select(&Tensor::new(tokens, device)?, 0)?,
             Embedding::Quantized(m) => m.rows(tokens)?,
-            Embedding::Int8(m) => m.rows(tokens)?,
         };
         rows.unsqueeze(0)
     }
@@ -747,31 +745,30 @@ fn build(
         expect(src, names.lm_head, &[cfg.vocab, h])?;
     }
 
-    // Kept-quantised on the CPU, the embedding stays quantised too (for SmolLM2-135M it is
-    // a fifth of the weights, 113 MB in f32); elsewhere it is f32, as candle looks rows up.
-    let quantized_cpu = matches!(precision, WeightPrecision::Quantized | WeightPrecision::Int8) && device.is_cpu();
-    let embed_matrix = if quantized_cpu { Some(src.matrix(names.embed, precision, device)?) } else { None };
-    let embed = match &embed_matrix {
-        Some(Matrix::Quantized(m)) => Embedding::Quantized(m.clone()),
-        Some(Matrix::Int8(m)) => Embedding::Int8(m.clone()),
-        _ => Embedding::Dense(src.dense(names.embed, device)?),
-    };
-    let norm = src.dense(names.norm, device)?;
     // Under `int8` the output layer still multiplies in f32 (dequantised tiles): its
     // product is the logits that P(yes) − P(no) is read from, so rounding the last hidden
     // state to 8 bits would add its error straight to the answer. It runs once per answer
-    // position, a small share of the work.
+    // position, a small share of the work. The embedding is held the same way, so a tied
+    // output layer shares it.
     let head_precision = if precision == WeightPrecision::Int8 { WeightPrecision::Quantized } else { precision };
+    // Kept-quantised on the CPU, the embedding stays quantised too (for SmolLM2-135M it is
+    // a fifth of the weights, 113 MB in f32); elsewhere it is f32, as candle looks rows up.
+    let quantized_cpu = head_precision == WeightPrecision::Quantized && device.is_cpu();
+    let embed_matrix = if quantized_cpu { Some(src.matrix(names.embed, head_precision, device)?) } else { None };
+    let embed = match &embed_matrix {
+        Some(Matrix::Quantized(m)) => Embedding::Quantized(m.clone()),
+        _ => Embedding::Dense(src.dense(names.embed, device)?),
+    };
+    let norm = src.dense(names.norm, device)?;
     let lm_head = if !plan.tied {
         src.matrix(names.lm_head, head_precision, device)?
     } else {
         match (embed_matrix, &embed) {
-            (Some(_), _) if precision == WeightPrecision::Int8 => src.matrix(names.embed, head_precision, device)?,
             (Some(m), _) => m,
             (None, Embedding::Dense(t)) if precision == WeightPrecision::F32 => {
                 Matrix::Candle(QMatMul::Tensor(t.clone()))
             }
-            (None, _) => src.matrix(names.embed, precision, device)?,
+            (None, _) => src.matrix(names.embed, head_precision, device)?,
         }
     };
     let mut blocks = Vec::with_capacity(cfg.layers);

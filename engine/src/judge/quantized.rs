@@ -165,21 +165,6 @@ impl Int8Matrix {
         Ok(Int8Matrix { inner })
     }
 
-    /// Rows `ids` of W, dequantised: `(ids, in)` (an embedding lookup).
-    pub fn rows(&self, ids: &[u32]) -> Result<Tensor> {
-        let cols = self.inner.cols();
-        let mut index = Vec::with_capacity(ids.len());
-        for &id in ids {
-            if id as usize >= self.inner.rows() {
-                candle_core::bail!("row {id} of a {}-row matrix", self.inner.rows());
-            }
-            index.push(id as usize);
-        }
-        let mut out = vec![0f32; ids.len() * cols];
-        self.inner.dequantize_rows(&index, &mut out);
-        Tensor::from_vec(out, (ids.len(), cols), &candle_core::Device::Cpu)
-    }
-
     /// `x · Wᵀ` for `x` of shape `(…, in)`; the result is `(…, out)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(self)
@@ -333,18 +318,6 @@ mod tests {
         assert!(Int8Matrix::supports(GgmlDType::Q6K) && !Int8Matrix::supports(GgmlDType::Q5K));
         let q5 = QTensor::quantize(&random((4, 256), 3), GgmlDType::Q5K).unwrap();
         assert!(Int8Matrix::new(&q5).unwrap_err().to_string().contains("no integer kernels for Q5K"));
-    }
-
-    #[test]
-    fn int8_rows_are_the_dequantised_rows() {
-        let w = QTensor::quantize(&random((100, 256), 6), GgmlDType::Q4K).unwrap();
-        let matrix = Int8Matrix::new(&w).unwrap();
-        let dense = w.dequantize(&Device::Cpu).unwrap();
-        let ids = [0u32, 99, 25, 26, 25];
-        let rows = matrix.rows(&ids).unwrap();
-        let expected = dense.index_select(&Tensor::new(&ids[..], &Device::Cpu).unwrap(), 0).unwrap();
-        assert_eq!(rows.to_vec2::<f32>().unwrap(), expected.to_vec2::<f32>().unwrap());
-        assert!(matrix.rows(&[100]).unwrap_err().to_string().contains("row 100"));
     }
 
     #[test]
